@@ -1,0 +1,99 @@
+//! The thread's loops: the one running now, and the one `set_event_loop` chose.
+//!
+//! asyncio keeps both: `get_running_loop()` answers only inside a running loop;
+//! `get_event_loop()` falls back to the thread's current loop (creating one if none).
+
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+
+use super::{EventLoop, LoopInner};
+use crate::driver::Driver;
+use crate::error::Error;
+
+thread_local! {
+    static RUNNING: RefCell<Option<Rc<LoopInner>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
+}
+
+/// Marks `inner` as the thread's running loop until the guard drops.
+pub(crate) fn enter_running(inner: &Rc<LoopInner>) -> Result<RunningGuard, Error> {
+    RUNNING.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.is_some() {
+            return Err(Error::InvalidState(
+                "cannot run an event loop while another loop is running in this thread",
+            ));
+        }
+        *r = Some(inner.clone());
+        Ok(RunningGuard(()))
+    })
+}
+
+pub(crate) struct RunningGuard(());
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        let previous = RUNNING.with(|r| r.borrow_mut().take());
+        drop(previous);
+    }
+}
+
+/// Runs `f` with the running loop of this thread, if any.
+pub(crate) fn with_running<R>(f: impl FnOnce(Option<&Rc<LoopInner>>) -> R) -> R {
+    RUNNING.with(|r| match r.try_borrow() {
+        Ok(r) => f(r.as_ref()),
+        Err(_) => f(None),
+    })
+}
+
+/// The running loop, as asyncio's `get_running_loop()`.
+pub fn get_running_loop() -> Result<EventLoop, Error> {
+    with_running(|r| r.cloned())
+        .map(|inner| EventLoop { inner })
+        .ok_or(Error::InvalidState("no running event loop"))
+}
+
+/// The running loop, else the thread's current loop, else a new one made current.
+pub fn get_event_loop() -> Result<EventLoop, Error> {
+    if let Ok(l) = get_running_loop() {
+        return Ok(l);
+    }
+    if let Some(l) = CURRENT.with(|c| c.borrow().clone()) {
+        return Ok(l);
+    }
+    let l = new_event_loop()?;
+    set_event_loop(Some(l.clone()));
+    Ok(l)
+}
+
+/// The thread's current loop, if `set_event_loop` set one.
+pub(crate) fn get_event_loop_if_set() -> Option<EventLoop> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Makes `event_loop` the thread's current loop (or clears it with `None`).
+pub fn set_event_loop(event_loop: Option<EventLoop>) {
+    let old = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), event_loop));
+    drop(old);
+}
+
+/// A new loop with default settings (not made current).
+pub fn new_event_loop() -> Result<EventLoop, Error> {
+    EventLoop::new()
+}
+
+/// The driver ops submit to: the running loop's, else the current loop's.
+pub(crate) fn current_driver() -> io::Result<Rc<Driver>> {
+    if let Some(d) = with_running(|r| r.map(|l| l.driver.clone())) {
+        return Ok(d);
+    }
+    CURRENT
+        .with(|c| c.borrow().as_ref().map(|l| l.inner.driver.clone()))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no event loop: ringloop operations must run inside a running loop",
+            )
+        })
+}

@@ -1,0 +1,726 @@
+//! The event loop: a ready queue, a timer heap, the task table and the ring driver, turned
+//! by `run_forever` one iteration at a time.
+//!
+//! One iteration (asyncio's `_run_once`):
+//! 1. decide how long the kernel may block: not at all if callbacks are ready or the loop
+//!    is stopping, else until the nearest timer (armed in the ring as one timeout op), else
+//!    indefinitely (another thread wakes us through the eventfd read kept in the ring);
+//! 2. submit every SQE pushed since the last iteration and reap every CQE (one
+//!    `io_uring_enter`); completions wake tasks or queue transport callbacks;
+//! 3. queue callbacks from other threads, then due timers;
+//! 4. run exactly the callbacks queued so far — what they schedule waits for the next
+//!    iteration.
+//!
+//! While callbacks keep the queue busy and nothing needs submitting, the ring is polled
+//! only every [`POLL_INTERVAL`] iterations, so a callback-heavy loop makes no syscall per
+//! iteration.
+
+mod current;
+mod handle;
+mod remote;
+mod timers;
+
+pub(crate) use current::{current_driver, get_event_loop_if_set, with_running};
+pub use current::{get_event_loop, get_running_loop, new_event_loop, set_event_loop};
+pub use handle::{Handle, TimerHandle};
+pub use remote::RemoteHandle;
+pub(crate) use remote::{RemoteItem, Shared};
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::opcode;
+use io_uring::types::{Fd, Timespec};
+use slab::Slab;
+
+use crate::driver::{
+    Completion, Dispatch, Driver, DriverStats, INTERNAL_BIT, OpHandler, OpKey, RingSize, SetupMode,
+    Wait,
+};
+use crate::error::Error;
+use crate::task::{self, JoinHandle};
+use handle::CallbackCell;
+pub(crate) use handle::Runnable;
+use timers::Timers;
+
+/// While callbacks are ready and nothing needs submitting, poll the ring every this many
+/// iterations.
+pub const POLL_INTERVAL: u32 = 61;
+
+/// `user_data` kinds of the loop's internal SQEs (bit 63 set; kind in bits 56..62).
+const WAKE_READ: u64 = INTERNAL_BIT | (2 << 56);
+const TIMER: u64 = INTERNAL_BIT | (3 << 56);
+const TIMER_UPDATE: u64 = INTERNAL_BIT | (4 << 56);
+const KIND_MASK: u64 = INTERNAL_BIT | (0x7F << 56);
+
+/// How long `close` waits for the kernel to hand back in-flight operations.
+const CLOSE_BOUND: Duration = Duration::from_secs(2);
+
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An entry of the ready queue.
+pub(crate) enum Ready {
+    Callback(Rc<dyn Runnable>),
+    Task {
+        index: u32,
+        generation: u32,
+    },
+    Io {
+        handler: Rc<dyn OpHandler>,
+        tag: u32,
+        completion: Completion,
+    },
+}
+
+/// What went wrong, handed to the loop's exception handler.
+#[derive(Debug, Clone)]
+pub struct ExceptionContext {
+    /// What the loop was doing.
+    pub message: String,
+    /// The error, when there is one.
+    pub error: Option<Error>,
+}
+
+type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Running,
+    Closed,
+}
+
+/// The nearest deadline currently armed in the ring.
+#[derive(Clone, Copy)]
+struct ArmedTimer {
+    deadline: Instant,
+    generation: u64,
+}
+
+pub(crate) struct LoopInner {
+    id: u64,
+    pub(crate) driver: Rc<Driver>,
+    ready: RefCell<VecDeque<Ready>>,
+    timers: RefCell<Timers>,
+    pub(crate) tasks: RefCell<Slab<task::TaskSlot>>,
+    pub(crate) shared: Arc<Shared>,
+    state: Cell<State>,
+    stopping: Cell<bool>,
+    exception_handler: RefCell<Option<ExceptionHandler>>,
+    iterations: Cell<u64>,
+    since_poll: Cell<u32>,
+    cqes: RefCell<Vec<(u64, Completion)>>,
+    remote_items: RefCell<Vec<RemoteItem>>,
+    due: RefCell<Vec<Rc<dyn Runnable>>>,
+    /// Hooks run just before each submit (transports coalesce their writes there).
+    pre_submit: RefCell<Vec<Rc<dyn Fn()>>>,
+    armed: Cell<Option<ArmedTimer>>,
+    timer_generation: Cell<u64>,
+    /// Read by the kernel when a timeout SQE is submitted; only written before the push.
+    arm_timespec: Box<UnsafeCell<Timespec>>,
+    update_timespec: Box<UnsafeCell<Timespec>>,
+    /// The eventfd read's 8-byte target; lives as long as the loop (or is leaked with it).
+    wake_buf: Box<UnsafeCell<u64>>,
+    wake_armed: Cell<bool>,
+    pid: u32,
+}
+
+/// An asyncio-style event loop driven by an io_uring ring. Cheap to clone (a handle).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let event_loop = ringloop::EventLoop::new().unwrap();
+/// let l = event_loop.clone();
+/// event_loop.call_later(Duration::from_millis(10), move || l.stop());
+/// event_loop.call_soon(|| println!("runs first"));
+/// event_loop.run_forever().unwrap();
+/// event_loop.close().unwrap();
+/// ```
+///
+/// # Closing resources
+///
+/// [`EventLoop::close`] cancels every operation still in the kernel, waits (bounded) for
+/// their completions and only then unmaps the ring, so no buffer is freed while the kernel
+/// may write to it. [`run`](crate::run) closes its loop; dropping the last handle closes it
+/// too, but tasks that hold the loop keep it alive, so close loops explicitly.
+#[derive(Clone)]
+pub struct EventLoop {
+    pub(crate) inner: Rc<LoopInner>,
+}
+
+/// Options for a new loop.
+#[derive(Debug, Clone)]
+pub struct LoopBuilder {
+    size: RingSize,
+}
+
+impl Default for LoopBuilder {
+    fn default() -> Self {
+        LoopBuilder {
+            size: RingSize {
+                sq_entries: 256,
+                cq_entries: 4096,
+            },
+        }
+    }
+}
+
+impl LoopBuilder {
+    /// Submission queue entries (rounded up to a power of two by the kernel). Default 256.
+    pub fn sq_entries(mut self, n: u32) -> Self {
+        self.size.sq_entries = n.max(1);
+        self
+    }
+
+    /// Completion queue entries. Default 4096.
+    pub fn cq_entries(mut self, n: u32) -> Self {
+        self.size.cq_entries = n.max(1);
+        self
+    }
+
+    /// Creates the loop. Fails with [`Error::Unavailable`] when io_uring is refused (the
+    /// message says why and what to do).
+    pub fn build(self) -> Result<EventLoop, Error> {
+        let driver = Driver::new(self.size).map_err(|e| Error::Unavailable(Arc::new(e)))?;
+        let shared = Shared::new()?;
+        let inner = Rc::new(LoopInner {
+            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
+            driver: Rc::new(driver),
+            ready: RefCell::new(VecDeque::with_capacity(256)),
+            timers: RefCell::new(Timers::default()),
+            tasks: RefCell::new(Slab::new()),
+            shared: Arc::new(shared),
+            state: Cell::new(State::Idle),
+            stopping: Cell::new(false),
+            exception_handler: RefCell::new(None),
+            iterations: Cell::new(0),
+            since_poll: Cell::new(0),
+            cqes: RefCell::new(Vec::with_capacity(256)),
+            remote_items: RefCell::new(Vec::new()),
+            due: RefCell::new(Vec::new()),
+            pre_submit: RefCell::new(Vec::new()),
+            armed: Cell::new(None),
+            timer_generation: Cell::new(0),
+            arm_timespec: Box::new(UnsafeCell::new(Timespec::new())),
+            update_timespec: Box::new(UnsafeCell::new(Timespec::new())),
+            wake_buf: Box::new(UnsafeCell::new(0)),
+            wake_armed: Cell::new(false),
+            pid: crate::sys::getpid(),
+        });
+        inner.arm_wake_read();
+        Ok(EventLoop { inner })
+    }
+}
+
+impl EventLoop {
+    /// A new loop with default settings.
+    pub fn new() -> Result<EventLoop, Error> {
+        LoopBuilder::default().build()
+    }
+
+    /// Options for a new loop.
+    pub fn builder() -> LoopBuilder {
+        LoopBuilder::default()
+    }
+
+    /// Schedules `f` for the next iteration; callbacks run in the order scheduled.
+    ///
+    /// On a closed loop the callback is dropped and the returned handle is cancelled.
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Handle {
+        let cell = CallbackCell::new_runnable(f);
+        if self.is_closed() {
+            cell.cancel();
+        } else {
+            self.inner
+                .ready
+                .borrow_mut()
+                .push_back(Ready::Callback(cell.clone()));
+        }
+        Handle { cell }
+    }
+
+    /// Schedules `f` from any thread; see [`RemoteHandle`] for a `Send` handle.
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+        self.inner.shared.push(RemoteItem::Callback(Box::new(f)))
+    }
+
+    /// A handle other threads use to reach this loop.
+    pub fn remote(&self) -> RemoteHandle {
+        RemoteHandle {
+            shared: self.inner.shared.clone(),
+        }
+    }
+
+    /// Runs `f` once `delay` has passed (never earlier).
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> TimerHandle {
+        self.call_at(Instant::now() + delay, f)
+    }
+
+    /// Runs `f` at `when` on the loop's clock (never earlier). Equal deadlines run in the
+    /// order scheduled; a deadline in the past runs in the next iteration.
+    pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> TimerHandle {
+        self.insert_timer(when, CallbackCell::new_runnable(f))
+    }
+
+    pub(crate) fn insert_timer(&self, when: Instant, cell: Rc<dyn Runnable>) -> TimerHandle {
+        let handle = self.inner.timers.borrow_mut().insert(when, cell);
+        if self.is_closed() {
+            handle.cancel();
+        }
+        handle
+    }
+
+    /// The loop's clock: monotonic (`CLOCK_MONOTONIC`, as `Instant`).
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Runs until [`EventLoop::stop`] is called.
+    pub fn run_forever(&self) -> Result<(), Error> {
+        let _guard = self.inner.start_running()?;
+        let result = loop {
+            if let Err(e) = self.inner.run_once() {
+                break Err(e);
+            }
+            if self.inner.stopping.get() {
+                break Ok(());
+            }
+        };
+        self.inner.stopping.set(false);
+        self.inner.state.set(State::Idle);
+        result
+    }
+
+    /// Runs `fut` as a task until it completes and returns its output.
+    ///
+    /// Errors: [`Error::InvalidState`] when called inside a running loop or when the loop
+    /// was stopped before the future completed; [`Error::Closed`] on a closed loop. A panic
+    /// in the future propagates to the caller, as an exception would in asyncio.
+    pub fn run_until_complete<F>(&self, fut: F) -> Result<F::Output, Error>
+    where
+        F: std::future::Future + 'static,
+    {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let handle = self.create_task(fut);
+        let _guard = self.inner.start_running()?;
+        let result = loop {
+            if let Err(e) = self.inner.run_once() {
+                break Err(e);
+            }
+            if handle.is_finished() {
+                break Ok(());
+            }
+            if self.inner.stopping.get() {
+                break Err(Error::InvalidState(
+                    "event loop stopped before the future completed",
+                ));
+            }
+        };
+        self.inner.stopping.set(false);
+        self.inner.state.set(State::Idle);
+        result?;
+        handle.take_output_resuming_panic()
+    }
+
+    /// Stops the loop after the current iteration; before `run_forever`, the next run
+    /// does one iteration and returns.
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+    }
+
+    /// Whether the loop is running.
+    pub fn is_running(&self) -> bool {
+        self.inner.state.get() == State::Running
+    }
+
+    /// Whether the loop is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.state.get() == State::Closed
+    }
+
+    /// Closes the loop: drops every task, callback and timer, cancels every operation in
+    /// the kernel and waits (bounded) for their completions, then releases the ring.
+    /// Closing a running loop is an error; closing twice is fine.
+    pub fn close(&self) -> Result<(), Error> {
+        self.inner.close()
+    }
+
+    /// Spawns `fut` as a task on this loop; its first step runs in the next iteration.
+    pub fn create_task<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + 'static,
+    {
+        task::spawn_on(&self.inner, fut)
+    }
+
+    /// Sets the handler for errors the loop catches (panicking callbacks, errors nobody
+    /// retrieved); `None` restores the default, which prints to stderr.
+    pub fn set_exception_handler(
+        &self,
+        handler: Option<impl Fn(&EventLoop, &ExceptionContext) + 'static>,
+    ) {
+        *self.inner.exception_handler.borrow_mut() =
+            handler.map(|h| Rc::new(h) as ExceptionHandler);
+    }
+
+    /// Reports an error through the exception handler.
+    pub fn call_exception_handler(&self, context: ExceptionContext) {
+        self.inner.report(context);
+    }
+
+    /// The ring's set-up mode (which task-run flags the kernel accepted).
+    pub fn setup_mode(&self) -> SetupMode {
+        self.inner.driver.mode()
+    }
+
+    /// The driver's counters (enters, SQEs, CQEs, overflow and stale counts).
+    pub fn driver_stats(&self) -> DriverStats {
+        self.inner.driver.stats()
+    }
+
+    /// Operations in the kernel now (the loop's own wake-up read and timer included).
+    pub fn ops_in_flight(&self) -> usize {
+        self.inner.driver.in_flight()
+    }
+
+    /// Iterations run so far.
+    pub fn iterations(&self) -> u64 {
+        self.inner.iterations.get()
+    }
+
+    /// Registers a hook run just before each submit (transports flush coalesced writes).
+    #[allow(dead_code)]
+    pub(crate) fn add_pre_submit_hook(&self, hook: Rc<dyn Fn()>) {
+        self.inner.pre_submit.borrow_mut().push(hook);
+    }
+
+    /// Whether two handles name the same loop.
+    pub fn same_loop(&self, other: &EventLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("id", &self.inner.id)
+            .field("state", &self.inner.state.get())
+            .finish()
+    }
+}
+
+impl LoopInner {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn push_ready(&self, item: Ready) {
+        self.ready.borrow_mut().push_back(item);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.get() == State::Closed
+    }
+
+    fn start_running(self: &Rc<Self>) -> Result<current::RunningGuard, Error> {
+        match self.state.get() {
+            State::Closed => return Err(Error::Closed),
+            State::Running => {
+                return Err(Error::InvalidState("this event loop is already running"));
+            }
+            State::Idle => {}
+        }
+        if crate::sys::getpid() != self.pid {
+            return Err(Error::InvalidState(
+                "this event loop was created before fork(); create a new loop in the child",
+            ));
+        }
+        let guard = current::enter_running(self)?;
+        self.state.set(State::Running);
+        Ok(guard)
+    }
+
+    /// One iteration (see the module docs).
+    fn run_once(self: &Rc<Self>) -> Result<(), Error> {
+        self.iterations.set(self.iterations.get() + 1);
+        for hook in self.pre_submit.borrow().clone().iter() {
+            hook();
+        }
+        let busy = !self.ready.borrow().is_empty() || self.stopping.get();
+        let next_deadline = self.timers.borrow_mut().next_deadline();
+        let now = Instant::now();
+        let wait = if busy || next_deadline.is_some_and(|d| d <= now) || self.shared.has_pending() {
+            let polls = self.since_poll.get() + 1;
+            if polls >= POLL_INTERVAL {
+                self.since_poll.set(0);
+                Wait::Poll
+            } else {
+                self.since_poll.set(polls);
+                Wait::IfSubmitting
+            }
+        } else {
+            self.since_poll.set(0);
+            if let Some(deadline) = next_deadline {
+                self.arm_timer(deadline, now);
+            }
+            Wait::Block
+        };
+
+        let mut cqes = std::mem::take(&mut *self.cqes.borrow_mut());
+        let result = if wait == Wait::Block {
+            let result = if self.shared.prepare_sleep() {
+                self.driver.submit_and_reap(Wait::Block, &mut cqes)
+            } else {
+                self.driver.submit_and_reap(Wait::Poll, &mut cqes)
+            };
+            self.shared.woke();
+            result
+        } else {
+            self.driver.submit_and_reap(wait, &mut cqes)
+        };
+        if let Err(e) = result {
+            *self.cqes.borrow_mut() = cqes;
+            return Err(e.into());
+        }
+        for (user_data, completion) in cqes.drain(..) {
+            self.dispatch(user_data, completion);
+        }
+        *self.cqes.borrow_mut() = cqes;
+
+        self.drain_remote();
+        if self.timers.borrow().len() > 0 {
+            let mut due = std::mem::take(&mut *self.due.borrow_mut());
+            self.timers
+                .borrow_mut()
+                .take_due(Instant::now(), |cell| due.push(cell));
+            for cell in due.drain(..) {
+                if cell.runs_when_due() {
+                    cell.run();
+                } else {
+                    self.push_ready(Ready::Callback(cell));
+                }
+            }
+            *self.due.borrow_mut() = due;
+        }
+
+        let ntodo = self.ready.borrow().len();
+        for _ in 0..ntodo {
+            let Some(item) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            self.run_ready(item);
+        }
+        Ok(())
+    }
+
+    fn run_ready(self: &Rc<Self>, item: Ready) {
+        match item {
+            Ready::Callback(cell) => {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| cell.run())) {
+                    self.report(ExceptionContext {
+                        message: "a callback panicked".into(),
+                        error: Some(Error::from_panic(payload)),
+                    });
+                }
+            }
+            Ready::Task { index, generation } => task::run_task(self, index, generation),
+            Ready::Io {
+                handler,
+                tag,
+                completion,
+            } => {
+                if let Err(payload) =
+                    catch_unwind(AssertUnwindSafe(|| handler.on_completion(tag, completion)))
+                {
+                    self.report(ExceptionContext {
+                        message: "an I/O completion callback panicked".into(),
+                        error: Some(Error::from_panic(payload)),
+                    });
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, user_data: u64, completion: Completion) {
+        if let Some(key) = OpKey::from_user_data(user_data) {
+            match self.driver.complete(key, completion) {
+                Dispatch::Nothing => {}
+                Dispatch::Wake(waker) => waker.wake(),
+                Dispatch::Handler(handler, tag, completion) => self.push_ready(Ready::Io {
+                    handler,
+                    tag,
+                    completion,
+                }),
+            }
+            return;
+        }
+        if !completion.more() {
+            self.driver.internal_done();
+        }
+        match user_data & KIND_MASK {
+            WAKE_READ => {
+                self.wake_armed.set(false);
+                if !self.is_closed() {
+                    self.arm_wake_read();
+                }
+            }
+            TIMER => {
+                let generation = user_data & !KIND_MASK;
+                if self.armed.get().is_some_and(|a| a.generation == generation) {
+                    self.armed.set(None);
+                }
+            }
+            _ => {} // TIMER_UPDATE: its outcome shows in the timer's own CQE.
+        }
+    }
+
+    /// Keeps a read on the wake-up eventfd in the ring.
+    fn arm_wake_read(&self) {
+        if self.wake_armed.get() {
+            return;
+        }
+        let sqe = opcode::Read::new(
+            Fd(self.shared.eventfd.as_raw_fd()),
+            self.wake_buf.get().cast::<u8>(),
+            8,
+        )
+        .build()
+        .user_data(WAKE_READ);
+        // SAFETY: the 8-byte target is owned by the loop and outlives the op: close waits
+        // for the op's CQE, or leaks the loop's memory with the ring.
+        if unsafe { self.driver.push_internal(sqe) }.is_ok() {
+            self.wake_armed.set(true);
+        }
+    }
+
+    /// Makes sure the ring holds a timeout firing no later than `deadline`.
+    fn arm_timer(&self, deadline: Instant, now: Instant) {
+        let relative = Timespec::from(deadline.saturating_duration_since(now));
+        match self.armed.get() {
+            Some(armed) if armed.deadline <= deadline => {}
+            Some(armed) => {
+                // SAFETY: written only here, before its SQE is pushed; the kernel copies it
+                // while the SQE is submitted, later in this same iteration.
+                unsafe { *self.update_timespec.get() = relative };
+                let sqe = opcode::TimeoutUpdate::new(
+                    TIMER | armed.generation,
+                    self.update_timespec.get().cast_const(),
+                )
+                .build()
+                .user_data(TIMER_UPDATE);
+                // SAFETY: the timespec lives as long as the loop (see above).
+                if unsafe { self.driver.push_internal(sqe) }.is_ok() {
+                    self.armed.set(Some(ArmedTimer {
+                        deadline,
+                        generation: armed.generation,
+                    }));
+                }
+            }
+            None => {
+                let generation = (self.timer_generation.get() + 1) & ((1 << 56) - 1);
+                self.timer_generation.set(generation);
+                // SAFETY: as above.
+                unsafe { *self.arm_timespec.get() = relative };
+                let sqe = opcode::Timeout::new(self.arm_timespec.get().cast_const())
+                    .build()
+                    .user_data(TIMER | generation);
+                // SAFETY: the timespec lives as long as the loop (see above).
+                if unsafe { self.driver.push_internal(sqe) }.is_ok() {
+                    self.armed.set(Some(ArmedTimer {
+                        deadline,
+                        generation,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn drain_remote(&self) {
+        if !self.shared.has_pending() {
+            return;
+        }
+        let mut items = std::mem::take(&mut *self.remote_items.borrow_mut());
+        self.shared.drain(&mut items);
+        for item in items.drain(..) {
+            match item {
+                RemoteItem::Callback(f) => {
+                    let cell = CallbackCell::new_runnable(f);
+                    self.push_ready(Ready::Callback(cell));
+                }
+                RemoteItem::Wake(header) => self.push_ready(header.ready_entry()),
+            }
+        }
+        *self.remote_items.borrow_mut() = items;
+    }
+
+    pub(crate) fn report(self: &Rc<Self>, context: ExceptionContext) {
+        let handler = self.exception_handler.borrow().clone();
+        match handler {
+            Some(h) => {
+                let event_loop = EventLoop {
+                    inner: self.clone(),
+                };
+                if catch_unwind(AssertUnwindSafe(|| h(&event_loop, &context))).is_err() {
+                    eprintln!("ringloop: the exception handler panicked");
+                    default_report(&context);
+                }
+            }
+            None => default_report(&context),
+        }
+    }
+
+    fn close(&self) -> Result<(), Error> {
+        match self.state.get() {
+            State::Closed => return Ok(()),
+            State::Running => {
+                return Err(Error::InvalidState("cannot close a running event loop"));
+            }
+            State::Idle => {}
+        }
+        self.state.set(State::Closed);
+        // Drop tasks first: their futures abandon their ops into the driver.
+        task::cancel_all_tasks(self);
+        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        drop(ready);
+        self.timers.borrow_mut().clear();
+        self.pre_submit.borrow_mut().clear();
+        drop(self.shared.close());
+        self.driver.shutdown(CLOSE_BOUND);
+        Ok(())
+    }
+}
+
+fn default_report(context: &ExceptionContext) {
+    match &context.error {
+        Some(e) => eprintln!("ringloop: {}: {e}", context.message),
+        None => eprintln!("ringloop: {}", context.message),
+    }
+}
+
+impl Drop for LoopInner {
+    fn drop(&mut self) {
+        if self.state.get() == State::Running {
+            self.state.set(State::Idle);
+        }
+        let _ = self.close();
+        if self.driver.in_flight() > 0 {
+            // The kernel may still write into wake_buf or read the timespecs: leak them.
+            std::mem::forget(std::mem::replace(
+                &mut self.wake_buf,
+                Box::new(UnsafeCell::new(0)),
+            ));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! File descriptors shared between their owner and the operations in flight on them.
+//!
+//! An fd must not be closed while an SQE that names it is still queued or in the kernel:
+//! the number could be reused by a new file, and the old op would act on it. So every op
+//! holds a [`SharedFd`] clone, and the fd is closed only when the last clone goes — the
+//! owner's, or the orphaned op's after its CQE.
+//!
+//! [`Fd`] is the public face: async `read`/`write`/`readv`/`writev`/`close` on any fd
+//! (pipes, files, sockets, eventfds), each an io_uring op with an owned buffer.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+use crate::buf::{IoBuf, IoBufMut};
+use crate::op::{self, CURRENT_POSITION, Op};
+
+/// An owned fd, reference-counted by its owner and every op in flight on it.
+#[derive(Clone)]
+pub(crate) struct SharedFd(Rc<OwnedFd>);
+
+impl SharedFd {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        SharedFd(Rc::new(fd))
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// The fd itself, if no op holds it any more.
+    pub(crate) fn try_unwrap(self) -> Result<OwnedFd, SharedFd> {
+        Rc::try_unwrap(self.0).map_err(SharedFd)
+    }
+}
+
+impl fmt::Debug for SharedFd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SharedFd({})", self.raw())
+    }
+}
+
+/// Any file descriptor, with its I/O done through the ring.
+///
+/// Reads and writes take owned buffers and give them back, as every ringloop op does.
+/// Dropping an `Fd` while an op on it is in flight is safe: the op keeps the fd open (and
+/// its buffer alive) until its completion arrives.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use ringloop::fd::Fd;
+///
+/// let (r, w) = std::io::pipe().unwrap();
+/// let (r, w) = (Fd::from(OwnedFd::from(r)), Fd::from(OwnedFd::from(w)));
+/// let got = ringloop::run(async move {
+///     let (n, _) = w.write(b"ping".to_vec()).await;
+///     assert_eq!(n.unwrap(), 4);
+///     let (n, buf) = r.read(Vec::with_capacity(16)).await;
+///     assert_eq!(n.unwrap(), 4);
+///     buf
+/// })
+/// .unwrap();
+/// assert_eq!(got, b"ping");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Fd {
+    fd: SharedFd,
+}
+
+impl From<OwnedFd> for Fd {
+    fn from(fd: OwnedFd) -> Self {
+        Fd {
+            fd: SharedFd::new(fd),
+        }
+    }
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.raw()
+    }
+}
+
+impl Fd {
+    /// Reads up to `buf.bytes_total()` bytes at the current position (the only position
+    /// pipes and sockets have). `Ok(0)` is end of file.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        Op::new(op::Read::new(self.fd.clone(), buf, CURRENT_POSITION)).await
+    }
+
+    /// Reads at `offset` (files).
+    pub async fn read_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
+        Op::new(op::Read::new(self.fd.clone(), buf, offset)).await
+    }
+
+    /// Writes `buf`'s initialized bytes at the current position; the count may be short.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        Op::new(op::Write::new(self.fd.clone(), buf, CURRENT_POSITION)).await
+    }
+
+    /// Writes at `offset` (files).
+    pub async fn write_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
+        Op::new(op::Write::new(self.fd.clone(), buf, offset)).await
+    }
+
+    /// Writes all of `buf`, continuing after short writes, in order.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let total = buf.bytes_init();
+        let mut done = 0;
+        let mut buf = buf;
+        while done < total {
+            let (res, slice) = self.write(buf.slice(done..total)).await;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => {
+                    return (Err(io::ErrorKind::WriteZero.into()), buf);
+                }
+                Ok(n) => done += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Reads into several buffers in order (one `readv`).
+    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        match op::Readv::new(self.fd.clone(), bufs, CURRENT_POSITION) {
+            Ok(readv) => Op::new(readv).await,
+            Err((e, bufs)) => (Err(e), bufs),
+        }
+    }
+
+    /// Writes several buffers in order (one `writev`); the count may be short.
+    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        match op::Writev::new(self.fd.clone(), bufs, CURRENT_POSITION) {
+            Ok(writev) => Op::new(writev).await,
+            Err((e, bufs)) => (Err(e), bufs),
+        }
+    }
+
+    /// Closes the fd through the ring and reports the kernel's answer.
+    ///
+    /// If ops on it are still in flight (their futures were dropped), the fd is closed
+    /// when the last of them completes instead, and this returns `Ok(())`.
+    pub async fn close(self) -> io::Result<()> {
+        match self.fd.try_unwrap() {
+            Ok(owned) => {
+                if crate::event_loop::current_driver().is_err() {
+                    drop(owned);
+                    return Ok(());
+                }
+                Op::new(op::Close::new(owned)).await
+            }
+            Err(_shared) => Ok(()),
+        }
+    }
+
+    /// Wraps a raw fd.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be an open fd that nothing else owns or closes.
+    pub unsafe fn from_raw_fd(fd: RawFd) -> Self {
+        // SAFETY: forwarded to the caller.
+        Fd::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Completes at once on the ring: a round trip through the kernel, for tests and benches.
+pub async fn nop() -> io::Result<()> {
+    Op::new(op::Nop).await
+}

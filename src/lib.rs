@@ -1,0 +1,78 @@
+//! # ringloop
+//!
+//! Python asyncio's event-loop model for Rust — a loop with `call_soon`, `call_later`,
+//! `run_forever`; futures with done-callbacks; tasks — driven by a Linux **io_uring** ring
+//! instead of readiness polling. Operations are submitted as SQEs with owned buffers, and
+//! their completions wake tasks; timers are io_uring timeout ops.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let out = ringloop::run(async {
+//!     let a = ringloop::spawn(async { ringloop::sleep(Duration::from_millis(5)).await; 1 });
+//!     let b = ringloop::spawn(async { 2 });
+//!     a.await.unwrap() + b.await.unwrap()
+//! })
+//! .unwrap();
+//! assert_eq!(out, 3);
+//! ```
+//!
+//! ## asyncio → ringloop
+//!
+//! | asyncio | ringloop |
+//! |---|---|
+//! | `asyncio.run(main())` | [`run`]`(main())` |
+//! | `loop.call_soon(cb)` / `call_soon_threadsafe` | [`EventLoop::call_soon`] / [`EventLoop::call_soon_threadsafe`], [`RemoteHandle`] |
+//! | `loop.call_later(delay, cb)` / `call_at(when, cb)` / `time()` | [`EventLoop::call_later`] (`Duration`) / [`EventLoop::call_at`] / [`EventLoop::time`] (`Instant`) |
+//! | `Handle.cancel()` / `TimerHandle.cancel()` | [`Handle::cancel`] / [`TimerHandle::cancel`] |
+//! | `run_forever`, `run_until_complete`, `stop`, `close`, `is_running`, `is_closed` | same names on [`EventLoop`] |
+//! | `get_event_loop`, `set_event_loop`, `new_event_loop`, `get_running_loop` | same names |
+//! | `loop.set_exception_handler` | [`EventLoop::set_exception_handler`] |
+//! | `asyncio.Future` | [`Future`] |
+//! | `create_task`, `ensure_future`, `Task.cancel()` | [`spawn`] / [`create_task`] / [`ensure_future`] → [`JoinHandle`] ([`JoinHandle::cancel`]) |
+//! | `sleep`, `wait_for`, `timeout`, `gather`, `wait`, `as_completed` | [`sleep`], [`wait_for`], [`timeout`], [`gather`], [`wait`], [`as_completed`] |
+//! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
+//!
+//! ## Owned buffers
+//!
+//! The kernel uses a buffer until the op's completion, even if the future that started it
+//! is dropped; so ops take buffers by value and return them: `read(buf) -> (io::Result<usize>, B)`.
+//! See [`buf`] and [`fd::Fd`].
+//!
+//! ## Where io_uring is refused
+//!
+//! [`EventLoop::new`] returns [`Error::Unavailable`] whose message names the cause (no
+//! kernel support, `kernel.io_uring_disabled`, a seccomp filter, `RLIMIT_MEMLOCK`) and the
+//! remedy; it never panics.
+
+#![cfg_attr(
+    not(target_os = "linux"),
+    doc = "ringloop supports Linux only (it is built on io_uring)."
+)]
+#![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ringloop runs on Linux only: it is built on io_uring.");
+
+pub mod buf;
+mod driver;
+mod error;
+mod event_loop;
+pub mod fd;
+mod future;
+mod op;
+mod sys;
+mod task;
+
+pub use driver::{DriverStats, SetupMode};
+pub use error::{Error, Result};
+pub use event_loop::{
+    EventLoop, ExceptionContext, Handle, LoopBuilder, POLL_INTERVAL, RemoteHandle, TimerHandle,
+    get_event_loop, get_running_loop, new_event_loop, set_event_loop,
+};
+pub use future::{CallbackId, Future};
+pub use task::{
+    AsCompleted, JoinHandle, ReturnWhen, Sleep, as_completed, create_task, ensure_future, gather,
+    run, sleep, spawn, timeout, wait, wait_for, yield_now,
+};

@@ -1,0 +1,46 @@
+//! `IORING_OP_READ` into an owned buffer.
+
+use std::io;
+
+use io_uring::{opcode, squeue::Entry, types};
+
+use super::OpKind;
+use crate::buf::IoBufMut;
+use crate::driver::Orphan;
+use crate::fd::SharedFd;
+
+/// A read of up to `buf.bytes_total()` bytes at `offset`.
+pub(crate) struct Read<B> {
+    fd: SharedFd,
+    buf: B,
+    offset: u64,
+}
+
+impl<B: IoBufMut> Read<B> {
+    pub(crate) fn new(fd: SharedFd, buf: B, offset: u64) -> Self {
+        Read { fd, buf, offset }
+    }
+}
+
+impl<B> Orphan for Read<B> {}
+
+// SAFETY: the SQE points into `buf`, whose memory is stable (IoBufMut) and owned here.
+unsafe impl<B: IoBufMut> OpKind for Read<B> {
+    type Output = (io::Result<usize>, B);
+
+    fn sqe(&mut self) -> Entry {
+        let len = u32::try_from(self.buf.bytes_total()).unwrap_or(u32::MAX);
+        opcode::Read::new(types::Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
+            .offset(self.offset)
+            .build()
+    }
+
+    fn complete(mut self, result: io::Result<u32>) -> Self::Output {
+        let result = result.map(|n| {
+            // SAFETY: the kernel wrote n bytes into the buffer's first n bytes.
+            unsafe { self.buf.set_init(n as usize) };
+            n as usize
+        });
+        (result, self.buf)
+    }
+}
