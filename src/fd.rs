@@ -78,6 +78,12 @@ impl From<OwnedFd> for Fd {
     }
 }
 
+impl Fd {
+    pub(crate) fn shared(&self) -> SharedFd {
+        self.fd.clone()
+    }
+}
+
 impl AsRawFd for Fd {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.raw()

@@ -61,9 +61,12 @@ mod error;
 mod event_loop;
 pub mod fd;
 mod future;
+pub mod net;
 mod op;
+mod protocol;
 mod sys;
 mod task;
+pub mod transport;
 
 pub use driver::{DriverStats, SetupMode};
 pub use error::{Error, Result};
@@ -72,7 +75,9 @@ pub use event_loop::{
     get_event_loop, get_running_loop, new_event_loop, set_event_loop,
 };
 pub use future::{CallbackId, Future};
+pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, as_completed, create_task, ensure_future, gather,
     run, sleep, spawn, timeout, wait, wait_for, yield_now,
 };
+pub use transport::{DatagramTransport, StreamTransport};

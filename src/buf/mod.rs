@@ -16,6 +16,8 @@
 //! | `&'static [u8]`, `&'static str` | the whole slice | — |
 //! | [`Slice<B>`] | a sub-range of `B` | a sub-range of `B` |
 
+pub(crate) mod ring;
+
 use std::ops::{Bound, RangeBounds};
 
 /// A buffer an operation may read from while it is in flight.

@@ -18,6 +18,7 @@ pub(crate) mod slots;
 
 use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ pub(crate) use setup::RingSize;
 pub use setup::SetupMode;
 pub(crate) use slots::{Completion, Dispatch, Driven, INTERNAL_BIT, OpHandler, OpKey, Orphan};
 
+use crate::buf::ring::BufRing;
 use slots::Slots;
 
 /// `user_data` of the driver's own `ASYNC_CANCEL` SQEs.
@@ -79,6 +81,10 @@ struct Inner {
     /// Internal SQEs (cancels, the loop's timer and wake-up read) still in the kernel.
     internal_in_flight: usize,
     stats: DriverStats,
+    /// Provided-buffer rings registered with the ring; they must outlive it.
+    buf_rings: Vec<Rc<BufRing>>,
+    /// Close timed out with ops still in the kernel; their memory is never freed.
+    leaked: bool,
     mode: SetupMode,
     #[allow(dead_code)] // read by the networking layer (buffer rings, multishot paths)
     probe: Probe,
@@ -100,6 +106,8 @@ impl Driver {
                 backlog: Vec::new(),
                 internal_in_flight: 0,
                 stats: DriverStats::default(),
+                buf_rings: Vec::new(),
+                leaked: false,
                 mode,
                 probe,
             }),
@@ -134,6 +142,25 @@ impl Driver {
     /// Whether the ring is gone (loop closed).
     pub(crate) fn is_closed(&self) -> bool {
         self.inner.borrow().ring.is_none()
+    }
+
+    /// Registers a provided-buffer ring; it lives as long as the ring (or is leaked with it).
+    pub(crate) fn register_buf_ring(&self, buf_ring: BufRing) -> io::Result<Rc<BufRing>> {
+        let mut inner = self.inner.borrow_mut();
+        let ring = inner.ring.as_ref().ok_or_else(closed_error)?;
+        // SAFETY: the ring memory is a live mapping of `entries` entries; it is kept in
+        // `buf_rings` until the io_uring itself is gone (or leaked together with it).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                buf_ring.ring_addr(),
+                buf_ring.entries(),
+                buf_ring.bgid(),
+                0,
+            )
+        }?;
+        let buf_ring = Rc::new(buf_ring);
+        inner.buf_rings.push(buf_ring.clone());
+        Ok(buf_ring)
     }
 
     /// Pushes an operation's SQE and opens its slot.
@@ -194,6 +221,11 @@ impl Driver {
     /// ask the kernel to cancel the op.
     pub(crate) fn abandon(&self, key: OpKey, orphan: Box<dyn Orphan>) {
         let mut inner = self.inner.borrow_mut();
+        if inner.leaked {
+            // Close gave up on the kernel: its buffers may still be written. Never free.
+            std::mem::forget(orphan);
+            return;
+        }
         if inner.slots.abandon(key, orphan) {
             inner.cancel(key);
         }
@@ -271,13 +303,21 @@ impl Driver {
         }
         let leaked = inner.slots.len() + inner.internal_in_flight;
         let ring = inner.ring.take();
-        if leaked > 0 {
+        if leaked == 0 {
+            // Unmap the io_uring before the buffer rings it may still reference.
+            drop(ring);
+            inner.buf_rings.clear();
+            return 0;
+        }
+        inner.leaked = true;
+        {
             eprintln!(
                 "ringloop: {leaked} operations still in the kernel {bound:?} after close; \
                  their buffers and the ring are leaked rather than freed early"
             );
             std::mem::forget(ring);
             std::mem::forget(std::mem::take(&mut inner.slots));
+            std::mem::forget(std::mem::take(&mut inner.buf_rings));
         }
         leaked
     }

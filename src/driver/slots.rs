@@ -356,9 +356,14 @@ impl Slots {
     /// abandoned ones, so only the last CQEs remain to be awaited.
     pub(crate) fn abandon_all(&mut self) {
         for (_, entry) in self.entries.iter_mut() {
-            if !matches!(entry.state, State::Abandoned(_)) {
-                entry.state = State::Abandoned(Box::new(Box::new(()) as Box<dyn Any>));
-            }
+            let keep: Box<dyn Any> = match &entry.state {
+                State::Abandoned(_) => continue,
+                // A handler owns the op's buffers: keep it alive until the last CQE.
+                State::Handler { handler, .. } => Box::new(handler.clone()),
+                // A future owns its buffers; dropping it later abandons them properly.
+                _ => Box::new(()),
+            };
+            entry.state = State::Abandoned(Box::new(keep));
         }
     }
 }

@@ -40,6 +40,7 @@ use io_uring::opcode;
 use io_uring::types::{Fd, Timespec};
 use slab::Slab;
 
+use crate::buf::ring::BufRing;
 use crate::driver::{
     Completion, Dispatch, Driver, DriverStats, INTERNAL_BIT, OpHandler, OpKey, RingSize, SetupMode,
     Wait,
@@ -77,6 +78,11 @@ pub(crate) enum Ready {
         tag: u32,
         completion: Completion,
     },
+}
+
+/// A transport with buffered writes to send before the next submit.
+pub(crate) trait Flush {
+    fn flush(self: Rc<Self>);
 }
 
 /// What went wrong, handed to the loop's exception handler.
@@ -119,8 +125,14 @@ pub(crate) struct LoopInner {
     cqes: RefCell<Vec<(u64, Completion)>>,
     remote_items: RefCell<Vec<RemoteItem>>,
     due: RefCell<Vec<Rc<dyn Runnable>>>,
-    /// Hooks run just before each submit (transports coalesce their writes there).
-    pre_submit: RefCell<Vec<Rc<dyn Fn()>>>,
+    /// Transports with writes to send, flushed once just before each submit, so every
+    /// write of an iteration leaves in one send.
+    flush_queue: RefCell<Vec<Rc<dyn Flush>>>,
+    flush_batch: RefCell<Vec<Rc<dyn Flush>>>,
+    pub(crate) net: NetConfig,
+    buf_ring: RefCell<Option<Rc<BufRing>>>,
+    /// Set when close had to leak kernel-owned memory; Drop then leaks ours too.
+    leaked: Cell<bool>,
     armed: Cell<Option<ArmedTimer>>,
     timer_generation: Cell<u64>,
     /// Read by the kernel when a timeout SQE is submitted; only written before the push.
@@ -162,6 +174,16 @@ pub struct EventLoop {
 #[derive(Debug, Clone)]
 pub struct LoopBuilder {
     size: RingSize,
+    net: NetConfig,
+}
+
+/// How stream transports receive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NetConfig {
+    /// Multishot receives from a provided-buffer ring (else one owned-buffer recv each).
+    pub(crate) multishot_recv: bool,
+    pub(crate) recv_buffers: u16,
+    pub(crate) recv_buffer_size: usize,
 }
 
 impl Default for LoopBuilder {
@@ -170,6 +192,11 @@ impl Default for LoopBuilder {
             size: RingSize {
                 sq_entries: 256,
                 cq_entries: 4096,
+            },
+            net: NetConfig {
+                multishot_recv: true,
+                recv_buffers: 512,
+                recv_buffer_size: 16 * 1024,
             },
         }
     }
@@ -185,6 +212,23 @@ impl LoopBuilder {
     /// Completion queue entries. Default 4096.
     pub fn cq_entries(mut self, n: u32) -> Self {
         self.size.cq_entries = n.max(1);
+        self
+    }
+
+    /// Whether stream receives use multishot `recv` fed by a provided-buffer ring (the
+    /// default, where the kernel has it) or one single-shot `recv` into an owned buffer
+    /// per read.
+    pub fn multishot_recv(mut self, on: bool) -> Self {
+        self.net.multishot_recv = on;
+        self
+    }
+
+    /// The provided-buffer ring shared by every stream of the loop: `count` buffers (a
+    /// power of two) of `size` bytes. Default 512 × 16 KiB. Also the size of single-shot
+    /// receive buffers.
+    pub fn recv_buffers(mut self, count: u16, size: usize) -> Self {
+        self.net.recv_buffers = count.max(1).next_power_of_two();
+        self.net.recv_buffer_size = size.max(1);
         self
     }
 
@@ -208,7 +252,11 @@ impl LoopBuilder {
             cqes: RefCell::new(Vec::with_capacity(256)),
             remote_items: RefCell::new(Vec::new()),
             due: RefCell::new(Vec::new()),
-            pre_submit: RefCell::new(Vec::new()),
+            flush_queue: RefCell::new(Vec::new()),
+            flush_batch: RefCell::new(Vec::new()),
+            net: self.net,
+            buf_ring: RefCell::new(None),
+            leaked: Cell::new(false),
             armed: Cell::new(None),
             timer_generation: Cell::new(0),
             arm_timespec: Box::new(UnsafeCell::new(Timespec::new())),
@@ -395,15 +443,19 @@ impl EventLoop {
         self.inner.driver.in_flight()
     }
 
+    /// Provided receive buffers currently handed out to transports (0 when idle: every
+    /// buffer a completion carries goes back to the ring).
+    pub fn recv_buffers_in_use(&self) -> usize {
+        self.inner
+            .buf_ring
+            .borrow()
+            .as_ref()
+            .map_or(0, |r| r.outstanding() as usize)
+    }
+
     /// Iterations run so far.
     pub fn iterations(&self) -> u64 {
         self.inner.iterations.get()
-    }
-
-    /// Registers a hook run just before each submit (transports flush coalesced writes).
-    #[allow(dead_code)]
-    pub(crate) fn add_pre_submit_hook(&self, hook: Rc<dyn Fn()>) {
-        self.inner.pre_submit.borrow_mut().push(hook);
     }
 
     /// Whether two handles name the same loop.
@@ -455,9 +507,7 @@ impl LoopInner {
     /// One iteration (see the module docs).
     fn run_once(self: &Rc<Self>) -> Result<(), Error> {
         self.iterations.set(self.iterations.get() + 1);
-        for hook in self.pre_submit.borrow().clone().iter() {
-            hook();
-        }
+        self.run_flushes();
         let busy = !self.ready.borrow().is_empty() || self.stopping.get();
         let next_deadline = self.timers.borrow_mut().next_deadline();
         let now = Instant::now();
@@ -586,6 +636,43 @@ impl LoopInner {
         }
     }
 
+    /// Queues a transport's flush for just before the next submit.
+    pub(crate) fn schedule_flush(&self, flush: Rc<dyn Flush>) {
+        self.flush_queue.borrow_mut().push(flush);
+    }
+
+    fn run_flushes(&self) {
+        if self.flush_queue.borrow().is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut *self.flush_batch.borrow_mut());
+        std::mem::swap(&mut batch, &mut *self.flush_queue.borrow_mut());
+        for f in batch.drain(..) {
+            f.flush();
+        }
+        *self.flush_batch.borrow_mut() = batch;
+    }
+
+    /// The loop's provided-buffer ring, registered on first use; `None` where multishot
+    /// receives are off or the kernel refuses buffer rings.
+    pub(crate) fn buf_ring(&self) -> Option<Rc<BufRing>> {
+        if !self.net.multishot_recv {
+            return None;
+        }
+        if let Some(r) = self.buf_ring.borrow().as_ref() {
+            return Some(r.clone());
+        }
+        let ring = BufRing::new(0, self.net.recv_buffers, self.net.recv_buffer_size)
+            .and_then(|r| self.driver.register_buf_ring(r));
+        match ring {
+            Ok(r) => {
+                *self.buf_ring.borrow_mut() = Some(r.clone());
+                Some(r)
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Keeps a read on the wake-up eventfd in the ring.
     fn arm_wake_read(&self) {
         if self.wake_armed.get() {
@@ -695,9 +782,12 @@ impl LoopInner {
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
         drop(ready);
         self.timers.borrow_mut().clear();
-        self.pre_submit.borrow_mut().clear();
+        self.flush_queue.borrow_mut().clear();
         drop(self.shared.close());
-        self.driver.shutdown(CLOSE_BOUND);
+        self.buf_ring.borrow_mut().take();
+        if self.driver.shutdown(CLOSE_BOUND) > 0 {
+            self.leaked.set(true);
+        }
         Ok(())
     }
 }
@@ -715,12 +805,20 @@ impl Drop for LoopInner {
             self.state.set(State::Idle);
         }
         let _ = self.close();
-        if self.driver.in_flight() > 0 {
+        if self.leaked.get() {
             // The kernel may still write into wake_buf or read the timespecs: leak them.
+            let leak = |b: &mut Box<UnsafeCell<Timespec>>| {
+                std::mem::forget(std::mem::replace(
+                    b,
+                    Box::new(UnsafeCell::new(Timespec::new())),
+                ))
+            };
             std::mem::forget(std::mem::replace(
                 &mut self.wake_buf,
                 Box::new(UnsafeCell::new(0)),
             ));
+            leak(&mut self.arm_timespec);
+            leak(&mut self.update_timespec);
         }
     }
 }

@@ -5,17 +5,27 @@
 //! The driver never knows op types: it sees an SQE, a slot, and — for a dropped op — an
 //! [`Orphan`] to keep alive until the last CQE.
 
+mod accept;
 mod close;
+mod connect;
+mod msg;
 mod nop;
 mod read;
 mod readv;
+mod recv;
+mod send;
 mod write;
 mod writev;
 
+pub(crate) use accept::Accept;
 pub(crate) use close::Close;
+pub(crate) use connect::Connect;
+pub(crate) use msg::{Received, RecvMsg, SendMsg};
 pub(crate) use nop::Nop;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
+pub(crate) use recv::Recv;
+pub(crate) use send::Send;
 pub(crate) use write::Write;
 pub(crate) use writev::Writev;
 

@@ -2,6 +2,8 @@
 //! (`OwnedFd`, `io::Result`); nothing else in the crate calls `libc` for syscalls except the
 //! driver's ring set-up.
 
+pub(crate) mod socket;
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -14,10 +16,11 @@ pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A non-blocking, close-on-exec eventfd.
+/// A close-on-exec eventfd. It is blocking on purpose: io_uring returns `EAGAIN` for a
+/// read on an `O_NONBLOCK` fd instead of waiting, and the loop keeps a read on it in the ring.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes no pointers; on success it returns a new fd that we own.
-    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
     // SAFETY: fd is a fresh, valid fd nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

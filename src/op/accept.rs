@@ -1,0 +1,57 @@
+//! `IORING_OP_ACCEPT`: one connection, with its peer address.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use io_uring::{opcode, squeue::Entry, types};
+
+use super::OpKind;
+use crate::driver::{Completion, Orphan};
+use crate::fd::SharedFd;
+use crate::sys::socket::RawAddr;
+
+/// Accepts one connection (close-on-exec).
+pub(crate) struct Accept {
+    fd: SharedFd,
+    addr: Box<RawAddr>,
+}
+
+impl Accept {
+    pub(crate) fn new(fd: SharedFd) -> Self {
+        Accept {
+            fd,
+            addr: Box::new(RawAddr::empty()),
+        }
+    }
+}
+
+impl Orphan for Accept {
+    fn completed(&mut self, c: &Completion) {
+        if c.result >= 0 {
+            // SAFETY: a successful accept CQE carries a new fd nobody owns yet.
+            drop(unsafe { OwnedFd::from_raw_fd(c.result) });
+        }
+    }
+}
+
+// SAFETY: the SQE points into the boxed address, owned here.
+unsafe impl OpKind for Accept {
+    type Output = io::Result<(OwnedFd, RawAddr)>;
+
+    fn sqe(&mut self) -> Entry {
+        opcode::Accept::new(
+            types::Fd(self.fd.raw()),
+            self.addr.as_mut_ptr(),
+            &mut self.addr.len,
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+    }
+
+    fn complete(self, result: io::Result<u32>) -> Self::Output {
+        let fd = result?;
+        // SAFETY: a successful accept returns a new fd that we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        Ok((fd, *self.addr))
+    }
+}

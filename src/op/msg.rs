@@ -1,0 +1,134 @@
+//! `IORING_OP_RECVMSG` / `IORING_OP_SENDMSG` for datagrams: one buffer plus an address.
+//!
+//! The `msghdr`, its iovec and the address live in one heap block so their addresses stay
+//! put while the op is in flight.
+
+use std::io;
+
+use io_uring::{opcode, squeue::Entry, types};
+
+use super::OpKind;
+use crate::buf::{IoBuf, IoBufMut};
+use crate::driver::Orphan;
+use crate::fd::SharedFd;
+use crate::sys::socket::RawAddr;
+
+struct MsgParts {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: RawAddr,
+}
+
+impl MsgParts {
+    fn new(addr: Option<RawAddr>) -> Box<Self> {
+        let has_addr = addr.is_some();
+        let mut parts = Box::new(MsgParts {
+            // SAFETY: msghdr is plain old data; all-zero is a valid (empty) header.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            addr: addr.unwrap_or_else(RawAddr::empty),
+        });
+        parts.hdr.msg_iov = &mut parts.iov;
+        parts.hdr.msg_iovlen = 1;
+        if has_addr || parts.addr.len > 0 {
+            parts.hdr.msg_name = parts.addr.as_mut_ptr().cast();
+            parts.hdr.msg_namelen = parts.addr.len;
+        }
+        parts
+    }
+}
+
+/// What a datagram receive returns besides the buffer.
+#[derive(Clone)]
+pub(crate) struct Received {
+    pub(crate) len: usize,
+    pub(crate) addr: RawAddr,
+    /// The datagram was longer than the buffer (`MSG_TRUNC`).
+    pub(crate) truncated: bool,
+}
+
+/// Receives one datagram and its sender's address.
+pub(crate) struct RecvMsg<B> {
+    fd: SharedFd,
+    buf: B,
+    parts: Box<MsgParts>,
+}
+
+impl<B: IoBufMut> RecvMsg<B> {
+    pub(crate) fn new(fd: SharedFd, mut buf: B) -> Self {
+        let mut parts = MsgParts::new(None);
+        parts.iov.iov_base = buf.stable_mut_ptr().cast();
+        parts.iov.iov_len = buf.bytes_total();
+        parts.hdr.msg_name = parts.addr.as_mut_ptr().cast();
+        parts.hdr.msg_namelen = parts.addr.len;
+        RecvMsg { fd, buf, parts }
+    }
+}
+
+impl<B> Orphan for RecvMsg<B> {}
+
+// SAFETY: the header, iovec, address and buffer are heap memory owned here.
+unsafe impl<B: IoBufMut> OpKind for RecvMsg<B> {
+    type Output = (io::Result<Received>, B);
+
+    fn sqe(&mut self) -> Entry {
+        opcode::RecvMsg::new(types::Fd(self.fd.raw()), &mut self.parts.hdr).build()
+    }
+
+    fn complete(mut self, result: io::Result<u32>) -> Self::Output {
+        let result = result.map(|n| {
+            let len = (n as usize).min(self.buf.bytes_total());
+            // SAFETY: the kernel wrote `len` bytes at the start of the buffer.
+            unsafe { self.buf.set_init(len) };
+            let mut addr = self.parts.addr.clone();
+            addr.len = self.parts.hdr.msg_namelen;
+            Received {
+                len,
+                addr,
+                truncated: self.parts.hdr.msg_flags & libc::MSG_TRUNC != 0,
+            }
+        });
+        (result, self.buf)
+    }
+}
+
+/// Sends one datagram, to `addr` or (connected sockets) to the peer.
+pub(crate) struct SendMsg<B> {
+    fd: SharedFd,
+    buf: B,
+    parts: Box<MsgParts>,
+}
+
+impl<B: IoBuf> SendMsg<B> {
+    pub(crate) fn new(fd: SharedFd, buf: B, addr: Option<RawAddr>) -> Self {
+        let has_addr = addr.is_some();
+        let mut parts = MsgParts::new(addr);
+        if !has_addr {
+            parts.hdr.msg_name = std::ptr::null_mut();
+            parts.hdr.msg_namelen = 0;
+        }
+        parts.iov.iov_base = buf.stable_ptr() as *mut libc::c_void;
+        parts.iov.iov_len = buf.bytes_init();
+        SendMsg { fd, buf, parts }
+    }
+}
+
+impl<B> Orphan for SendMsg<B> {}
+
+// SAFETY: the header, iovec, address and buffer are heap memory owned here.
+unsafe impl<B: IoBuf> OpKind for SendMsg<B> {
+    type Output = (io::Result<usize>, B);
+
+    fn sqe(&mut self) -> Entry {
+        opcode::SendMsg::new(types::Fd(self.fd.raw()), &self.parts.hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+    }
+
+    fn complete(self, result: io::Result<u32>) -> Self::Output {
+        (result.map(|n| n as usize), self.buf)
+    }
+}

@@ -1,0 +1,345 @@
+//! The datagram transport (UDP): one `recvmsg` in flight, re-armed after each datagram;
+//! each `sendto` is its own `sendmsg` op. Errors of either go to `error_received` and the
+//! endpoint stays open (ICMP port-unreachable on a connected socket shows up this way).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use super::resolve_limits;
+use crate::driver::{Completion, Driven, OpHandler, OpKey};
+use crate::event_loop::EventLoop;
+use crate::fd::SharedFd;
+use crate::op::{self, OpKind};
+use crate::protocol::DatagramProtocol;
+use crate::sys::socket::{self, RawAddr};
+
+const TAG_RECV: u32 = 0;
+/// Send ops are tagged `TAG_SEND_BASE + their slab index`.
+const TAG_SEND_BASE: u32 = 1;
+/// Large enough for any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6).
+const DATAGRAM_BUFFER: usize = 65_536;
+
+struct State {
+    fd: Option<SharedFd>,
+    recv: Option<(OpKey, op::RecvMsg<Vec<u8>>)>,
+    spare: Option<Vec<u8>>,
+    sends: Slab<(OpKey, op::SendMsg<Bytes>)>,
+    buffer_size: usize,
+    high: usize,
+    low: usize,
+    paused: bool,
+    closing: bool,
+    lost_scheduled: bool,
+}
+
+pub(crate) struct DatagramInner {
+    event_loop: EventLoop,
+    protocol: RefCell<Option<Rc<RefCell<dyn DatagramProtocol>>>>,
+    st: RefCell<State>,
+    raw_fd: i32,
+    peer: Option<SocketAddr>,
+    made: Cell<bool>,
+}
+
+/// A datagram endpoint and the protocol it feeds. Cheap to clone.
+#[derive(Clone)]
+pub struct DatagramTransport {
+    inner: Rc<DatagramInner>,
+}
+
+impl DatagramTransport {
+    pub(crate) fn new(
+        event_loop: &EventLoop,
+        fd: SharedFd,
+        peer: Option<SocketAddr>,
+        protocol: Rc<RefCell<dyn DatagramProtocol>>,
+    ) -> Self {
+        let raw_fd = fd.raw();
+        DatagramTransport {
+            inner: Rc::new(DatagramInner {
+                event_loop: event_loop.clone(),
+                protocol: RefCell::new(Some(protocol)),
+                st: RefCell::new(State {
+                    fd: Some(fd),
+                    recv: None,
+                    spare: None,
+                    sends: Slab::new(),
+                    buffer_size: 0,
+                    high: super::DEFAULT_HIGH_WATER,
+                    low: super::DEFAULT_LOW_WATER,
+                    paused: false,
+                    closing: false,
+                    lost_scheduled: false,
+                }),
+                raw_fd,
+                peer,
+                made: Cell::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn start(&self) {
+        self.inner.made.set(true);
+        let protocol = self.inner.protocol.borrow().clone();
+        if let Some(p) = protocol {
+            p.borrow_mut().connection_made(self);
+        }
+        DatagramInner::arm_recv(&self.inner);
+    }
+
+    /// Sends one datagram to `addr`, or to the connected peer when `addr` is `None`.
+    /// Never blocks. Sends after `close` are ignored (as asyncio); an `addr` that differs
+    /// from the connected peer is an error.
+    pub fn sendto(&self, data: &[u8], addr: Option<SocketAddr>) -> io::Result<()> {
+        DatagramInner::sendto(&self.inner, data, addr)
+    }
+
+    /// Closes the endpoint once queued datagrams are sent; `connection_lost(None)` follows.
+    pub fn close(&self) {
+        DatagramInner::close(&self.inner, false);
+    }
+
+    /// Closes at once, dropping queued datagrams.
+    pub fn abort(&self) {
+        DatagramInner::close(&self.inner, true);
+    }
+
+    /// Whether `close` or `abort` was called.
+    pub fn is_closing(&self) -> bool {
+        self.inner.st.borrow().closing
+    }
+
+    /// Bytes queued for sending.
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.inner.st.borrow().buffer_size
+    }
+
+    /// Sets the water marks, as [`StreamTransport::set_write_buffer_limits`](super::StreamTransport::set_write_buffer_limits).
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> io::Result<()> {
+        let (high, low) = resolve_limits(high, low)?;
+        let mut st = self.inner.st.borrow_mut();
+        st.high = high;
+        st.low = low;
+        Ok(())
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket::local_addr(self.inner.raw_fd)?
+            .to_socket_addr()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+    }
+
+    /// The connected peer, if the endpoint was created with a remote address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.peer
+    }
+
+    /// The raw fd.
+    pub fn fd(&self) -> i32 {
+        self.inner.raw_fd
+    }
+}
+
+impl fmt::Debug for DatagramTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramTransport")
+            .field("fd", &self.inner.raw_fd)
+            .field("peer", &self.inner.peer)
+            .finish()
+    }
+}
+
+impl DatagramInner {
+    fn protocol(&self) -> Option<Rc<RefCell<dyn DatagramProtocol>>> {
+        self.protocol.borrow().clone()
+    }
+
+    fn arm_recv(self: &Rc<Self>) {
+        let mut st = self.st.borrow_mut();
+        if st.closing || st.recv.is_some() {
+            return;
+        }
+        let Some(fd) = st.fd.clone() else {
+            return;
+        };
+        let buf = st
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(DATAGRAM_BUFFER));
+        let mut recv = op::RecvMsg::new(fd, buf);
+        let sqe = recv.sqe();
+        let driven = Driven::Handler {
+            handler: self.clone(),
+            tag: TAG_RECV,
+            multishot: false,
+        };
+        // SAFETY: the SQE points into `recv` (buffer and boxed msghdr), kept in `st.recv`
+        // until its CQE; the slot keeps this transport alive until then.
+        if let Ok(key) = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
+            st.recv = Some((key, recv));
+        }
+    }
+
+    fn on_recv(self: &Rc<Self>, c: Completion) {
+        let Some((_, recv)) = self.st.borrow_mut().recv.take() else {
+            return;
+        };
+        let (result, buf) = recv.complete(c.into_result());
+        let closing = self.st.borrow().closing;
+        match result {
+            Ok(received) if !closing => {
+                if let Some(p) = self.protocol() {
+                    let addr = received.addr.to_socket_addr();
+                    p.borrow_mut().datagram_received(&buf[..received.len], addr);
+                }
+            }
+            Err(e) if !closing && e.raw_os_error() != Some(libc::ECANCELED) => {
+                if let Some(p) = self.protocol() {
+                    p.borrow_mut().error_received(e);
+                }
+            }
+            _ => {}
+        }
+        self.st.borrow_mut().spare = Some(buf);
+        Self::arm_recv(self);
+        self.maybe_finish();
+    }
+
+    fn sendto(self: &Rc<Self>, data: &[u8], addr: Option<SocketAddr>) -> io::Result<()> {
+        if let (Some(peer), Some(addr)) = (self.peer, addr)
+            && peer != addr
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("sendto {addr} on an endpoint connected to {peer}"),
+            ));
+        }
+        if self.peer.is_none() && addr.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "sendto without an address on an unconnected endpoint",
+            ));
+        }
+        let mut st = self.st.borrow_mut();
+        if st.closing {
+            return Ok(());
+        }
+        let Some(fd) = st.fd.clone() else {
+            return Ok(());
+        };
+        let target = if self.peer.is_some() {
+            None
+        } else {
+            addr.map(RawAddr::from)
+        };
+        let mut send = op::SendMsg::new(fd, Bytes::copy_from_slice(data), target);
+        let entry = st.sends.vacant_entry();
+        let tag = TAG_SEND_BASE + entry.key() as u32;
+        let sqe = send.sqe();
+        let driven = Driven::Handler {
+            handler: self.clone(),
+            tag,
+            multishot: false,
+        };
+        // SAFETY: the SQE points into `send`, kept in `st.sends` until its CQE.
+        let key = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) }?;
+        entry.insert((key, send));
+        st.buffer_size += data.len();
+        if !st.paused && st.buffer_size > st.high {
+            st.paused = true;
+            drop(st);
+            if let Some(p) = self.protocol() {
+                p.borrow_mut().pause_writing();
+            }
+        }
+        Ok(())
+    }
+
+    fn on_send(self: &Rc<Self>, index: usize, c: Completion) {
+        let Some((_, send)) = self.st.borrow_mut().sends.try_remove(index) else {
+            return;
+        };
+        let (result, buf) = send.complete(c.into_result());
+        let resume = {
+            let mut st = self.st.borrow_mut();
+            st.buffer_size = st.buffer_size.saturating_sub(buf.len());
+            let resume = st.paused && st.buffer_size <= st.low;
+            if resume {
+                st.paused = false;
+            }
+            resume
+        };
+        if let Err(e) = result
+            && e.raw_os_error() != Some(libc::ECANCELED)
+            && let Some(p) = self.protocol()
+        {
+            p.borrow_mut().error_received(e);
+        }
+        if resume && let Some(p) = self.protocol() {
+            p.borrow_mut().resume_writing();
+        }
+        self.maybe_finish();
+    }
+
+    fn close(self: &Rc<Self>, abort: bool) {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closing && !abort {
+                return;
+            }
+            st.closing = true;
+            let driver = &self.event_loop.inner.driver;
+            if let Some((key, _)) = &st.recv {
+                driver.cancel(*key);
+            }
+            if abort {
+                for (_, (key, _)) in st.sends.iter() {
+                    driver.cancel(*key);
+                }
+            }
+        }
+        self.maybe_finish();
+    }
+
+    /// Once closing and no send is left, schedule `connection_lost` (once).
+    fn maybe_finish(self: &Rc<Self>) {
+        let mut st = self.st.borrow_mut();
+        if !st.closing || st.lost_scheduled || !st.sends.is_empty() {
+            return;
+        }
+        st.lost_scheduled = true;
+        drop(st);
+        let this = self.clone();
+        self.event_loop.call_soon(move || {
+            let protocol = this.protocol.borrow_mut().take();
+            if let Some(p) = protocol
+                && this.made.get()
+            {
+                p.borrow_mut().connection_lost(None);
+            }
+            let fd = this.st.borrow_mut().fd.take();
+            drop(fd);
+        });
+    }
+}
+
+impl OpHandler for DatagramInner {
+    fn on_completion(self: Rc<Self>, tag: u32, completion: Completion) {
+        if tag == TAG_RECV {
+            Self::on_recv(&self, completion);
+        } else {
+            Self::on_send(&self, (tag - TAG_SEND_BASE) as usize, completion);
+        }
+    }
+}
