@@ -31,6 +31,7 @@
 //! | `asyncio.Future` | [`Future`] |
 //! | `create_task`, `ensure_future`, `Task.cancel()` | [`spawn`] / [`create_task`] / [`ensure_future`] → [`JoinHandle`] ([`JoinHandle::cancel`]) |
 //! | `sleep`, `wait_for`, `timeout`, `gather`, `wait`, `as_completed` | [`sleep`], [`wait_for`], [`timeout`], [`gather`], [`wait`], [`as_completed`] |
+//! | `loop.add_signal_handler(sig, cb)` / `remove_signal_handler(sig)` | [`EventLoop::add_signal_handler`] / [`EventLoop::remove_signal_handler`] (a signalfd read through the ring; see [`signal`]) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -62,6 +63,7 @@ mod event_loop;
 pub mod fd;
 mod future;
 mod op;
+pub mod signal;
 mod sys;
 mod task;
 

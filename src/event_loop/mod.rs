@@ -130,6 +130,8 @@ pub(crate) struct LoopInner {
     wake_buf: Box<UnsafeCell<u64>>,
     wake_armed: Cell<bool>,
     pid: u32,
+    /// Signal handlers (`add_signal_handler`), see `crate::signal`.
+    pub(crate) signals: crate::signal::LoopSignals,
 }
 
 /// An asyncio-style event loop driven by an io_uring ring. Cheap to clone (a handle).
@@ -216,6 +218,7 @@ impl LoopBuilder {
             wake_buf: Box::new(UnsafeCell::new(0)),
             wake_armed: Cell::new(false),
             pid: crate::sys::getpid(),
+            signals: Default::default(),
         });
         inner.arm_wake_read();
         Ok(EventLoop { inner })
@@ -696,6 +699,7 @@ impl LoopInner {
         drop(ready);
         self.timers.borrow_mut().clear();
         self.pre_submit.borrow_mut().clear();
+        self.signals.close();
         drop(self.shared.close());
         self.driver.shutdown(CLOSE_BOUND);
         Ok(())

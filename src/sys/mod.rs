@@ -2,6 +2,8 @@
 //! (`OwnedFd`, `io::Result`); nothing else in the crate calls `libc` for syscalls except the
 //! driver's ring set-up.
 
+pub(crate) mod signal;
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
