@@ -132,6 +132,8 @@ pub(crate) struct LoopInner {
     pid: u32,
     /// Signal handlers (`add_signal_handler`), see `crate::signal`.
     pub(crate) signals: crate::signal::LoopSignals,
+    /// The default executor and results on their way (`run_in_executor`).
+    pub(crate) executor: crate::executor::LoopExecutor,
 }
 
 /// An asyncio-style event loop driven by an io_uring ring. Cheap to clone (a handle).
@@ -219,6 +221,7 @@ impl LoopBuilder {
             wake_armed: Cell::new(false),
             pid: crate::sys::getpid(),
             signals: Default::default(),
+            executor: Default::default(),
         });
         inner.arm_wake_read();
         Ok(EventLoop { inner })
@@ -700,6 +703,7 @@ impl LoopInner {
         self.timers.borrow_mut().clear();
         self.pre_submit.borrow_mut().clear();
         self.signals.close();
+        self.executor.close();
         drop(self.shared.close());
         self.driver.shutdown(CLOSE_BOUND);
         Ok(())
