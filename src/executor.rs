@@ -13,7 +13,11 @@
 //! [`EventLoop::set_default_executor_threads`] or [`EventLoop::set_default_executor`] say
 //! otherwise. [`EventLoop::shutdown_default_executor`] waits for its threads;
 //! [`EventLoop::close`] shuts it down without waiting (as asyncio does): queued jobs still
-//! run, their results are dropped.
+//! run, their results are dropped. Such a job holds the loop's `RemoteHandle`, and with it
+//! the loop's wake-up eventfd, until it finishes.
+//!
+//! Threads are spawned lazily, from the loop's thread, so they inherit its signal mask at
+//! that moment: signals the loop handles (see [`crate::signal`]) stay blocked in them.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
