@@ -31,6 +31,8 @@
 //! | `asyncio.Future` | [`Future`] |
 //! | `create_task`, `ensure_future`, `Task.cancel()` | [`spawn`] / [`create_task`] / [`ensure_future`] → [`JoinHandle`] ([`JoinHandle::cancel`]) |
 //! | `sleep`, `wait_for`, `timeout`, `gather`, `wait`, `as_completed` | [`sleep`], [`wait_for`], [`timeout`], [`gather`], [`wait`], [`as_completed`] |
+//! | `loop.add_signal_handler(sig, cb)` / `remove_signal_handler(sig)` | [`EventLoop::add_signal_handler`] / [`EventLoop::remove_signal_handler`] (a signalfd read through the ring; see [`signal`]) |
+//! | `loop.run_in_executor(None, f)` / `(executor, f)`, `set_default_executor`, `shutdown_default_executor` | [`EventLoop::run_in_executor`] / [`EventLoop::run_in_executor_with`] ([`Executor`]), [`EventLoop::set_default_executor`], [`EventLoop::shutdown_default_executor`] |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -59,11 +61,13 @@ pub mod buf;
 mod driver;
 mod error;
 mod event_loop;
+mod executor;
 pub mod fd;
 mod future;
 pub mod net;
 mod op;
 mod protocol;
+pub mod signal;
 mod sys;
 mod task;
 pub mod transport;
@@ -74,6 +78,7 @@ pub use event_loop::{
     EventLoop, ExceptionContext, Handle, LoopBuilder, POLL_INTERVAL, RemoteHandle, TimerHandle,
     get_event_loop, get_running_loop, new_event_loop, set_event_loop,
 };
+pub use executor::Executor;
 pub use future::{CallbackId, Future};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use task::{

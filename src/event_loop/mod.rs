@@ -142,6 +142,10 @@ pub(crate) struct LoopInner {
     wake_buf: Box<UnsafeCell<u64>>,
     wake_armed: Cell<bool>,
     pid: u32,
+    /// Signal handlers (`add_signal_handler`), see `crate::signal`.
+    pub(crate) signals: crate::signal::LoopSignals,
+    /// The default executor and results on their way (`run_in_executor`).
+    pub(crate) executor: crate::executor::LoopExecutor,
 }
 
 /// An asyncio-style event loop driven by an io_uring ring. Cheap to clone (a handle).
@@ -264,6 +268,8 @@ impl LoopBuilder {
             wake_buf: Box::new(UnsafeCell::new(0)),
             wake_armed: Cell::new(false),
             pid: crate::sys::getpid(),
+            signals: Default::default(),
+            executor: Default::default(),
         });
         inner.arm_wake_read();
         Ok(EventLoop { inner })
@@ -783,6 +789,8 @@ impl LoopInner {
         drop(ready);
         self.timers.borrow_mut().clear();
         self.flush_queue.borrow_mut().clear();
+        self.signals.close();
+        self.executor.close();
         drop(self.shared.close());
         self.buf_ring.borrow_mut().take();
         if self.driver.shutdown(CLOSE_BOUND) > 0 {
