@@ -1,0 +1,272 @@
+//! TCP echo: a server on the Protocol/Transport API and a verifying client on the async
+//! socket API.
+//!
+//! ```text
+//! cargo run --release --example tcp_echo                  # server + client in one process
+//! cargo run --release --example tcp_echo -- server [ADDR] # default 127.0.0.1:7000
+//! cargo run --release --example tcp_echo -- client ADDR [--conns N] [--size BYTES] [--count M]
+//! ```
+//!
+//! The server prints `listening on <ip:port>` first, echoes every byte in order, handles
+//! half-close (echoes what remains, then closes its side), pauses reading from a client
+//! that does not read its echoes (so its memory stays bounded), and exits 0 on SIGINT or
+//! SIGTERM. The client checks every echoed byte against a pattern and exits non-zero on
+//! any mismatch or error.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ringloop::net::TcpStream;
+use ringloop::{EventLoop, Protocol, StreamTransport, get_running_loop, spawn};
+
+/// Echoes what it receives; mirrors write backpressure onto reading.
+struct Echo {
+    transport: Option<StreamTransport>,
+}
+
+impl Protocol for Echo {
+    fn connection_made(&mut self, transport: &StreamTransport) {
+        self.transport = Some(transport.clone());
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(t) = &self.transport {
+            // A write only fails once the transport is closing; nothing to echo then.
+            let _ = t.write(data);
+        }
+    }
+
+    fn eof_received(&mut self) -> bool {
+        // Returning false closes the transport, which first flushes what is buffered.
+        false
+    }
+
+    fn pause_writing(&mut self) {
+        if let Some(t) = &self.transport {
+            t.pause_reading();
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        if let Some(t) = &self.transport {
+            t.resume_reading();
+        }
+    }
+
+    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+        self.transport = None;
+    }
+}
+
+struct ClientConfig {
+    conns: usize,
+    size: usize,
+    count: usize,
+}
+
+/// The byte at `offset` of message `msg` on connection `conn`.
+fn pattern(conn: usize, msg: usize, offset: usize) -> u8 {
+    ((conn * 131 + msg * 31 + offset) % 251) as u8
+}
+
+#[derive(Default)]
+struct Totals {
+    messages: Cell<u64>,
+    bytes: Cell<u64>,
+    mismatches: Cell<u64>,
+    errors: Cell<u64>,
+}
+
+async fn client_connection(
+    addr: SocketAddr,
+    conn: usize,
+    cfg: Rc<ClientConfig>,
+    totals: Rc<Totals>,
+) {
+    let stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("connection {conn}: {e}");
+            totals.errors.set(totals.errors.get() + 1);
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut out = vec![0u8; cfg.size];
+    let mut inbuf = Vec::with_capacity(cfg.size.max(1));
+    for msg in 0..cfg.count {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = pattern(conn, msg, i);
+        }
+        let (res, back) = stream.write_all(out).await;
+        out = back;
+        if let Err(e) = res {
+            eprintln!("connection {conn}: send: {e}");
+            totals.errors.set(totals.errors.get() + 1);
+            return;
+        }
+        let mut got = 0;
+        while got < cfg.size {
+            let (res, buf) = stream.read(inbuf).await;
+            inbuf = buf;
+            match res {
+                Ok(0) => {
+                    eprintln!("connection {conn}: server closed early");
+                    totals.errors.set(totals.errors.get() + 1);
+                    return;
+                }
+                Ok(n) => {
+                    let bad = inbuf[..n]
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, b)| **b != pattern(conn, msg, got + i))
+                        .count();
+                    totals.mismatches.set(totals.mismatches.get() + bad as u64);
+                    got += n;
+                }
+                Err(e) => {
+                    eprintln!("connection {conn}: recv: {e}");
+                    totals.errors.set(totals.errors.get() + 1);
+                    return;
+                }
+            }
+        }
+        totals.messages.set(totals.messages.get() + 1);
+        totals.bytes.set(totals.bytes.get() + cfg.size as u64);
+    }
+}
+
+/// Runs the client against `addr`; true when every byte came back right.
+async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
+    let cfg = Rc::new(cfg);
+    let totals = Rc::new(Totals::default());
+    let started = Instant::now();
+    let handles: Vec<_> = (0..cfg.conns)
+        .map(|conn| spawn(client_connection(addr, conn, cfg.clone(), totals.clone())))
+        .collect();
+    for h in handles {
+        if h.await.is_err() {
+            totals.errors.set(totals.errors.get() + 1);
+        }
+    }
+    let elapsed = started.elapsed();
+    let messages = totals.messages.get();
+    println!(
+        "messages={messages} bytes={} elapsed={:.3}s msgs/s={:.0} mismatches={} errors={}",
+        totals.bytes.get(),
+        elapsed.as_secs_f64(),
+        messages as f64 / elapsed.as_secs_f64().max(1e-9),
+        totals.mismatches.get(),
+        totals.errors.get(),
+    );
+    let expected = (cfg.conns * cfg.count) as u64;
+    totals.mismatches.get() == 0 && totals.errors.get() == 0 && messages == expected
+}
+
+fn serve(addr: &str) -> Result<(), String> {
+    let event_loop = EventLoop::new().map_err(|e| e.to_string())?;
+    let l = event_loop.clone();
+    let addr = addr.to_string();
+    let result = event_loop.run_until_complete(async move {
+        let server = l
+            .create_server(|| Echo { transport: None }, &addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let bound = server.sockets();
+        println!(
+            "listening on {}",
+            bound.first().map(|a| a.to_string()).unwrap_or_default()
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let s = server.clone();
+            l.add_signal_handler(sig, move || s.close())
+                .map_err(|e| e.to_string())?;
+        }
+        server.serve_forever().await;
+        eprintln!("shutting down");
+        Ok::<(), String>(())
+    });
+    event_loop.close().map_err(|e| e.to_string())?;
+    result.map_err(|e| e.to_string())?
+}
+
+fn parse_flag(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or(format!("{name} needs a value"))?
+            .parse()
+            .map_err(|e| format!("{name}: {e}")),
+        None => Ok(default),
+    }
+}
+
+fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {
+    Ok(ClientConfig {
+        conns: parse_flag(args, "--conns", defaults.0)?,
+        size: parse_flag(args, "--size", defaults.1)?,
+        count: parse_flag(args, "--count", defaults.2)?,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("server") => {
+            let addr = args
+                .get(1)
+                .filter(|a| !a.starts_with("--"))
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1:7000".to_string());
+            serve(&addr).map(|()| true)
+        }
+        Some("client") => (|| {
+            let addr: SocketAddr = args
+                .get(1)
+                .ok_or("client needs ADDR")?
+                .parse()
+                .map_err(|e| format!("ADDR: {e}"))?;
+            let cfg = client_config(&args, (16, 64, 1000))?;
+            ringloop::run(run_client(addr, cfg)).map_err(|e| e.to_string())
+        })(),
+        None => (|| {
+            let cfg = client_config(&args, (64, 1024, 500))?;
+            ringloop::run(async move {
+                let l = get_running_loop().map_err(|e| e.to_string())?;
+                let server = l
+                    .create_server(|| Echo { transport: None }, "127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let addr = server.sockets()[0];
+                println!("listening on {addr}");
+                println!(
+                    "client: {} connections x {} messages x {} bytes, every byte verified",
+                    cfg.conns, cfg.count, cfg.size
+                );
+                let ok = run_client(addr, cfg).await;
+                server.close();
+                ringloop::timeout(Duration::from_secs(5), server.wait_closed())
+                    .await
+                    .map_err(|e| format!("server did not close: {e}"))?;
+                Ok(ok)
+            })
+            .map_err(|e| e.to_string())?
+        })(),
+        Some(other) => Err(format!(
+            "unknown command {other:?}; usage: tcp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M]]"
+        )),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tcp_echo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
