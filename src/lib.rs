@@ -86,3 +86,8 @@ pub use task::{
     run, sleep, spawn, timeout, wait, wait_for, yield_now,
 };
 pub use transport::{DatagramTransport, StreamTransport};
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

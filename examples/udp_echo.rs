@@ -1,0 +1,275 @@
+//! UDP echo: a server on the DatagramProtocol/DatagramTransport API and a verifying client
+//! on the async `UdpSocket` API.
+//!
+//! ```text
+//! cargo run --release --example udp_echo                  # server + client in one process
+//! cargo run --release --example udp_echo -- server [ADDR] # default 127.0.0.1:7000
+//! cargo run --release --example udp_echo -- client ADDR [--conns N] [--size BYTES] [--count M] [--timeout-ms T]
+//! ```
+//!
+//! The server sends each datagram back to its sender, byte for byte (never more than it
+//! received), and exits 0 on SIGINT or SIGTERM. Each client socket sends one datagram at a
+//! time and waits for its echo; a reply that does not come within the timeout counts as
+//! lost. The client exits non-zero on any mismatch or error.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ringloop::net::UdpSocket;
+use ringloop::{DatagramProtocol, DatagramTransport, EventLoop, Future, get_running_loop, spawn};
+
+/// Sends every datagram back to where it came from.
+struct Echo {
+    transport: Option<DatagramTransport>,
+}
+
+impl DatagramProtocol for Echo {
+    fn connection_made(&mut self, transport: &DatagramTransport) {
+        self.transport = Some(transport.clone());
+    }
+
+    fn datagram_received(&mut self, data: &[u8], addr: Option<SocketAddr>) {
+        if let (Some(t), Some(addr)) = (&self.transport, addr) {
+            // Only fails on a closing endpoint or a bad address; nothing to echo then.
+            let _ = t.sendto(data, Some(addr));
+        }
+    }
+
+    fn error_received(&mut self, exc: std::io::Error) {
+        eprintln!("udp_echo server: {exc}");
+    }
+}
+
+struct ClientConfig {
+    conns: usize,
+    size: usize,
+    count: usize,
+    timeout: Duration,
+}
+
+fn pattern(conn: usize, msg: usize, offset: usize) -> u8 {
+    ((conn * 131 + msg * 31 + offset) % 251) as u8
+}
+
+#[derive(Default)]
+struct Totals {
+    messages: Cell<u64>,
+    lost: Cell<u64>,
+    mismatches: Cell<u64>,
+    errors: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
+}
+
+async fn client_socket(addr: SocketAddr, conn: usize, cfg: Rc<ClientConfig>, totals: Rc<Totals>) {
+    let local: SocketAddr = if addr.is_ipv4() {
+        "127.0.0.1:0".parse().expect("literal address")
+    } else {
+        "[::1]:0".parse().expect("literal address")
+    };
+    let socket = match UdpSocket::bind(local) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("socket {conn}: {e}");
+            bump(&totals.errors, 1);
+            return;
+        }
+    };
+    let mut out = vec![0u8; cfg.size];
+    let mut inbuf = Vec::with_capacity(cfg.size.max(1) + 1);
+    for msg in 0..cfg.count {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = pattern(conn, msg, i);
+        }
+        let (res, back) = socket.send_to(out, addr).await;
+        out = back;
+        if let Err(e) = res {
+            eprintln!("socket {conn}: send: {e}");
+            bump(&totals.errors, 1);
+            return;
+        }
+        // Wait for the echo of this message; stale echoes of lost ones are skipped.
+        let deadline = Instant::now() + cfg.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ringloop::timeout(left, socket.recv_from(inbuf)).await {
+                Err(_) => {
+                    bump(&totals.lost, 1);
+                    // The dropped receive took the buffer with it; start a new one.
+                    inbuf = Vec::with_capacity(cfg.size.max(1) + 1);
+                    break;
+                }
+                Ok((Err(e), _buf)) => {
+                    eprintln!("socket {conn}: recv: {e}");
+                    bump(&totals.errors, 1);
+                    return;
+                }
+                Ok((Ok((n, _from)), buf)) => {
+                    inbuf = buf;
+                    let is_this =
+                        n == cfg.size && inbuf.first().is_none_or(|b| *b == pattern(conn, msg, 0));
+                    if !is_this && n == cfg.size && cfg.size > 0 {
+                        continue; // a late echo of an earlier message
+                    }
+                    let bad = if n != cfg.size {
+                        n.abs_diff(cfg.size)
+                    } else {
+                        inbuf[..n]
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, b)| **b != pattern(conn, msg, *i))
+                            .count()
+                    };
+                    bump(&totals.mismatches, bad as u64);
+                    bump(&totals.messages, 1);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
+    let cfg = Rc::new(cfg);
+    let totals = Rc::new(Totals::default());
+    let started = Instant::now();
+    let handles: Vec<_> = (0..cfg.conns)
+        .map(|conn| spawn(client_socket(addr, conn, cfg.clone(), totals.clone())))
+        .collect();
+    for h in handles {
+        if h.await.is_err() {
+            bump(&totals.errors, 1);
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "messages={} bytes={} elapsed={:.3}s msgs/s={:.0} lost={} mismatches={} errors={}",
+        totals.messages.get(),
+        totals.messages.get() * cfg.size as u64,
+        elapsed.as_secs_f64(),
+        totals.messages.get() as f64 / elapsed.as_secs_f64().max(1e-9),
+        totals.lost.get(),
+        totals.mismatches.get(),
+        totals.errors.get(),
+    );
+    totals.mismatches.get() == 0 && totals.errors.get() == 0
+}
+
+fn serve(addr: &str) -> Result<(), String> {
+    let event_loop = EventLoop::new().map_err(|e| e.to_string())?;
+    let l = event_loop.clone();
+    let addr = addr.to_string();
+    let result = event_loop.run_until_complete(async move {
+        let (transport, _) = l
+            .create_datagram_endpoint(
+                || Echo { transport: None },
+                Some(&addr),
+                None,
+                Default::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let bound = transport.local_addr().map_err(|e| e.to_string())?;
+        println!("listening on {bound}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let stop: Future<()> = Future::new();
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let stop = stop.clone();
+            l.add_signal_handler(sig, move || {
+                let _ = stop.set_result(());
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        let _ = stop.await;
+        eprintln!("shutting down");
+        transport.close();
+        Ok::<(), String>(())
+    });
+    event_loop.close().map_err(|e| e.to_string())?;
+    result.map_err(|e| e.to_string())?
+}
+
+fn parse_flag(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or(format!("{name} needs a value"))?
+            .parse()
+            .map_err(|e| format!("{name}: {e}")),
+        None => Ok(default),
+    }
+}
+
+fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {
+    Ok(ClientConfig {
+        conns: parse_flag(args, "--conns", defaults.0)?,
+        size: parse_flag(args, "--size", defaults.1)?,
+        count: parse_flag(args, "--count", defaults.2)?,
+        timeout: Duration::from_millis(parse_flag(args, "--timeout-ms", 1000)? as u64),
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("server") => {
+            let addr = args
+                .get(1)
+                .filter(|a| !a.starts_with("--"))
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1:7000".to_string());
+            serve(&addr).map(|()| true)
+        }
+        Some("client") => (|| {
+            let addr: SocketAddr = args
+                .get(1)
+                .ok_or("client needs ADDR")?
+                .parse()
+                .map_err(|e| format!("ADDR: {e}"))?;
+            let cfg = client_config(&args, (16, 64, 1000))?;
+            ringloop::run(run_client(addr, cfg)).map_err(|e| e.to_string())
+        })(),
+        None => (|| {
+            let cfg = client_config(&args, (16, 512, 1000))?;
+            ringloop::run(async move {
+                let l = get_running_loop().map_err(|e| e.to_string())?;
+                let (server, _) = l
+                    .create_datagram_endpoint(
+                        || Echo { transport: None },
+                        Some("127.0.0.1:0"),
+                        None,
+                        Default::default(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let addr = server.local_addr().map_err(|e| e.to_string())?;
+                println!("listening on {addr}");
+                println!(
+                    "client: {} sockets x {} datagrams x {} bytes, every byte verified",
+                    cfg.conns, cfg.count, cfg.size
+                );
+                let ok = run_client(addr, cfg).await;
+                server.close();
+                Ok(ok)
+            })
+            .map_err(|e| e.to_string())?
+        })(),
+        Some(other) => Err(format!(
+            "unknown command {other:?}; usage: udp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M] [--timeout-ms T]]"
+        )),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("udp_echo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
