@@ -313,8 +313,10 @@ impl EventLoop {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let handle = self.create_task(fut);
+        // Refuse first: a future handed to a loop that cannot run it must not be left
+        // behind as a task that runs later (asyncio checks before `ensure_future` too).
         let _guard = self.inner.start_running()?;
+        let handle = self.create_task(fut);
         let result = loop {
             if let Err(e) = self.inner.run_once() {
                 break Err(e);
