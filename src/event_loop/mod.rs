@@ -692,6 +692,11 @@ impl LoopInner {
             State::Idle => {}
         }
         self.state.set(State::Closed);
+        if crate::sys::getpid() != self.pid {
+            // A forked child: the parent's ring must not be touched here (see
+            // `Driver::release_after_fork`); everything below then frees only our copies.
+            self.driver.release_after_fork();
+        }
         // Drop tasks first: their futures abandon their ops into the driver.
         task::cancel_all_tasks(self);
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
