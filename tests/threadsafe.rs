@@ -209,3 +209,85 @@ fn a_waker_woken_after_its_loop_closed_is_harmless() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn ping_pong_with_another_thread_never_loses_a_wake_up() {
+    // Each round the loop falls asleep in the kernel and another thread wakes it: 5,000
+    // sleep/wake hand-overs. A lost wake-up shows as a timeout, not a hang.
+    const ROUNDS: usize = 5_000;
+    let l = EventLoop::new().unwrap();
+    let remote = l.remote();
+    let (to_thread, from_loop) = mpsc::channel::<usize>();
+    let t = std::thread::spawn(move || {
+        for i in 0..ROUNDS {
+            let tx = to_thread.clone();
+            remote
+                .call_soon_threadsafe(move || {
+                    tx.send(i).unwrap();
+                    if i + 1 == ROUNDS {
+                        stop_running_loop();
+                    }
+                })
+                .unwrap();
+            match from_loop.recv_timeout(Duration::from_secs(10)) {
+                Ok(got) => assert_eq!(got, i),
+                Err(e) => panic!("round {i}: the loop did not answer: {e}"),
+            }
+        }
+    });
+    // A watchdog, so a failing thread cannot leave the loop blocked forever.
+    let watchdog = l.call_later(Duration::from_secs(30), stop_running_loop);
+    l.run_forever().unwrap();
+    watchdog.cancel();
+    t.join().unwrap();
+    l.close().unwrap();
+}
+
+/// A one-shot flag a thread sets and wakes a task for.
+struct Signal {
+    set: AtomicUsize,
+    waker: Mutex<Option<Waker>>,
+}
+
+#[test]
+fn a_task_and_a_thread_ping_pong_through_wakers() {
+    const ROUNDS: usize = 5_000;
+    let signal = Arc::new(Signal {
+        set: AtomicUsize::new(0),
+        waker: Mutex::new(None),
+    });
+    let (tx, rx) = mpsc::channel::<usize>();
+    let s = signal.clone();
+    let t = std::thread::spawn(move || {
+        for i in 1..=ROUNDS {
+            // Wait for the task to ask for round i, then wake it.
+            let asked = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("task asked");
+            assert_eq!(asked, i);
+            s.set.store(i, Ordering::SeqCst);
+            if let Some(w) = s.waker.lock().unwrap().take() {
+                w.wake();
+            }
+        }
+    });
+    let rounds = ringloop::run(ringloop::timeout(Duration::from_secs(30), async move {
+        for i in 1..=ROUNDS {
+            tx.send(i).unwrap();
+            std::future::poll_fn(|cx| {
+                *signal.waker.lock().unwrap() = Some(cx.waker().clone());
+                if signal.set.load(Ordering::SeqCst) == i {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+        ROUNDS
+    }))
+    .unwrap()
+    .expect("the ping-pong stalled: a wake-up was lost");
+    t.join().unwrap();
+    assert_eq!(rounds, ROUNDS);
+}
