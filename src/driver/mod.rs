@@ -18,6 +18,7 @@ pub(crate) mod slots;
 
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -259,6 +260,21 @@ impl Driver {
         inner.enter(wait, None)?;
         inner.reap(out);
         Ok(())
+    }
+
+    /// In a forked child: the ring's queues are not mapped here (`MADV_DONTFORK`) and its
+    /// ops belong to the parent, so touching them would fault. Drops this process's hold
+    /// on the ring (its fd) without touching the queues; later pushes fail as on a closed
+    /// loop, and what the slots hold is this process's copy, freed normally.
+    pub(crate) fn release_after_fork(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if let Some(ring) = inner.ring.take() {
+            let fd = ring.as_raw_fd();
+            // Not dropped: its Drop would munmap an address range the child may reuse.
+            std::mem::forget(ring);
+            // SAFETY: the forgotten IoUring owned this fd and will never use or close it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
     }
 
     /// Loop teardown: cancel every op, wait (at most `bound`) for the last CQEs, then unmap

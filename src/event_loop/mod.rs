@@ -367,8 +367,10 @@ impl EventLoop {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let handle = self.create_task(fut);
+        // Refuse first: a future handed to a loop that cannot run it must not be left
+        // behind as a task that runs later (asyncio checks before `ensure_future` too).
         let _guard = self.inner.start_running()?;
+        let handle = self.create_task(fut);
         let result = loop {
             if let Err(e) = self.inner.run_once() {
                 break Err(e);
@@ -783,6 +785,11 @@ impl LoopInner {
             State::Idle => {}
         }
         self.state.set(State::Closed);
+        if crate::sys::getpid() != self.pid {
+            // A forked child: the parent's ring must not be touched here (see
+            // `Driver::release_after_fork`); everything below then frees only our copies.
+            self.driver.release_after_fork();
+        }
         // Drop tasks first: their futures abandon their ops into the driver.
         task::cancel_all_tasks(self);
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
