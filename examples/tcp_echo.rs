@@ -5,6 +5,7 @@
 //! cargo run --release --example tcp_echo                  # server + client in one process
 //! cargo run --release --example tcp_echo -- server [ADDR] # default 127.0.0.1:7000
 //! cargo run --release --example tcp_echo -- client ADDR [--conns N] [--size BYTES] [--count M]
+//! (any of them) --engine uring|epoll|auto                 # default: RINGLOOP_ENGINE, else uring
 //! ```
 //!
 //! The server prints `listening on <ip:port>` first, echoes every byte in order, handles
@@ -20,7 +21,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringloop::net::TcpStream;
-use ringloop::{EventLoop, Protocol, StreamTransport, get_running_loop, spawn};
+use ringloop::{
+    Engine, EventLoop, LoopBuilder, Protocol, StreamTransport, get_running_loop, spawn,
+};
 
 /// Echoes what it receives; mirrors write backpressure onto reading.
 struct Echo {
@@ -166,8 +169,24 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0 && messages == expected
 }
 
-fn serve(addr: &str) -> Result<(), String> {
-    let event_loop = EventLoop::new().map_err(|e| e.to_string())?;
+/// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`).
+fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
+    let builder = EventLoop::builder();
+    match args.iter().position(|a| a == "--engine") {
+        Some(i) => {
+            let engine: Engine = args
+                .get(i + 1)
+                .ok_or("--engine needs uring, epoll or auto")?
+                .parse()
+                .map_err(|e: ringloop::Error| e.to_string())?;
+            Ok(builder.engine(engine))
+        }
+        None => Ok(builder),
+    }
+}
+
+fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
+    let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
     let addr = addr.to_string();
     let result = event_loop.run_until_complete(async move {
@@ -216,14 +235,19 @@ fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<Cli
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match args.first().map(String::as_str) {
+    // Flags alone (no command) tune the in-process run.
+    let command = args
+        .first()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"));
+    let outcome = match command {
         Some("server") => {
             let addr = args
                 .get(1)
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            serve(&addr).map(|()| true)
+            loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
         }
         Some("client") => (|| {
             let addr: SocketAddr = args
@@ -232,33 +256,36 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(|e| format!("ADDR: {e}"))?;
             let cfg = client_config(&args, (16, 64, 1000))?;
-            ringloop::run(run_client(addr, cfg)).map_err(|e| e.to_string())
+            loop_builder(&args)?
+                .run(run_client(addr, cfg))
+                .map_err(|e| e.to_string())
         })(),
         None => (|| {
             let cfg = client_config(&args, (64, 1024, 500))?;
-            ringloop::run(async move {
-                let l = get_running_loop().map_err(|e| e.to_string())?;
-                let server = l
-                    .create_server(|| Echo { transport: None }, "127.0.0.1:0")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let addr = server.sockets()[0];
-                println!("listening on {addr}");
-                println!(
-                    "client: {} connections x {} messages x {} bytes, every byte verified",
-                    cfg.conns, cfg.count, cfg.size
-                );
-                let ok = run_client(addr, cfg).await;
-                server.close();
-                ringloop::timeout(Duration::from_secs(5), server.wait_closed())
-                    .await
-                    .map_err(|e| format!("server did not close: {e}"))?;
-                Ok(ok)
-            })
-            .map_err(|e| e.to_string())?
+            loop_builder(&args)?
+                .run(async move {
+                    let l = get_running_loop().map_err(|e| e.to_string())?;
+                    let server = l
+                        .create_server(|| Echo { transport: None }, "127.0.0.1:0")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let addr = server.sockets()[0];
+                    println!("listening on {addr}");
+                    println!(
+                        "client: {} connections x {} messages x {} bytes, every byte verified",
+                        cfg.conns, cfg.count, cfg.size
+                    );
+                    let ok = run_client(addr, cfg).await;
+                    server.close();
+                    ringloop::timeout(Duration::from_secs(5), server.wait_closed())
+                        .await
+                        .map_err(|e| format!("server did not close: {e}"))?;
+                    Ok(ok)
+                })
+                .map_err(|e| e.to_string())?
         })(),
         Some(other) => Err(format!(
-            "unknown command {other:?}; usage: tcp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M]]"
+            "unknown command {other:?}; usage: tcp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M]] [--engine uring|epoll|auto]"
         )),
     };
     match outcome {

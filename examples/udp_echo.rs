@@ -19,7 +19,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringloop::net::UdpSocket;
-use ringloop::{DatagramProtocol, DatagramTransport, EventLoop, Future, get_running_loop, spawn};
+use ringloop::{
+    DatagramProtocol, DatagramTransport, Engine, EventLoop, Future, LoopBuilder, get_running_loop,
+    spawn,
+};
 
 /// Sends every datagram back to where it came from.
 struct Echo {
@@ -160,8 +163,24 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0
 }
 
-fn serve(addr: &str) -> Result<(), String> {
-    let event_loop = EventLoop::new().map_err(|e| e.to_string())?;
+/// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`).
+fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
+    let builder = EventLoop::builder();
+    match args.iter().position(|a| a == "--engine") {
+        Some(i) => {
+            let engine: Engine = args
+                .get(i + 1)
+                .ok_or("--engine needs uring, epoll or auto")?
+                .parse()
+                .map_err(|e: ringloop::Error| e.to_string())?;
+            Ok(builder.engine(engine))
+        }
+        None => Ok(builder),
+    }
+}
+
+fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
+    let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
     let addr = addr.to_string();
     let result = event_loop.run_until_complete(async move {
@@ -217,14 +236,19 @@ fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<Cli
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match args.first().map(String::as_str) {
+    // Flags alone (no command) tune the in-process run.
+    let command = args
+        .first()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"));
+    let outcome = match command {
         Some("server") => {
             let addr = args
                 .get(1)
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            serve(&addr).map(|()| true)
+            loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
         }
         Some("client") => (|| {
             let addr: SocketAddr = args
@@ -233,35 +257,38 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(|e| format!("ADDR: {e}"))?;
             let cfg = client_config(&args, (16, 64, 1000))?;
-            ringloop::run(run_client(addr, cfg)).map_err(|e| e.to_string())
+            loop_builder(&args)?
+                .run(run_client(addr, cfg))
+                .map_err(|e| e.to_string())
         })(),
         None => (|| {
             let cfg = client_config(&args, (16, 512, 1000))?;
-            ringloop::run(async move {
-                let l = get_running_loop().map_err(|e| e.to_string())?;
-                let (server, _) = l
-                    .create_datagram_endpoint(
-                        || Echo { transport: None },
-                        Some("127.0.0.1:0"),
-                        None,
-                        Default::default(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let addr = server.local_addr().map_err(|e| e.to_string())?;
-                println!("listening on {addr}");
-                println!(
-                    "client: {} sockets x {} datagrams x {} bytes, every byte verified",
-                    cfg.conns, cfg.count, cfg.size
-                );
-                let ok = run_client(addr, cfg).await;
-                server.close();
-                Ok(ok)
-            })
-            .map_err(|e| e.to_string())?
+            loop_builder(&args)?
+                .run(async move {
+                    let l = get_running_loop().map_err(|e| e.to_string())?;
+                    let (server, _) = l
+                        .create_datagram_endpoint(
+                            || Echo { transport: None },
+                            Some("127.0.0.1:0"),
+                            None,
+                            Default::default(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let addr = server.local_addr().map_err(|e| e.to_string())?;
+                    println!("listening on {addr}");
+                    println!(
+                        "client: {} sockets x {} datagrams x {} bytes, every byte verified",
+                        cfg.conns, cfg.count, cfg.size
+                    );
+                    let ok = run_client(addr, cfg).await;
+                    server.close();
+                    Ok(ok)
+                })
+                .map_err(|e| e.to_string())?
         })(),
         Some(other) => Err(format!(
-            "unknown command {other:?}; usage: udp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M] [--timeout-ms T]]"
+            "unknown command {other:?}; usage: udp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M] [--timeout-ms T]] [--engine uring|epoll|auto]"
         )),
     };
     match outcome {

@@ -18,20 +18,42 @@ use crate::op::{self, CURRENT_POSITION, Op};
 
 /// An owned fd, reference-counted by its owner and every op in flight on it.
 #[derive(Clone)]
-pub(crate) struct SharedFd(Rc<OwnedFd>);
+pub(crate) struct SharedFd(Rc<FdOwner>);
+
+/// Closes the fd when the last [`SharedFd`] goes, telling the engine first (the epoll
+/// engine forgets the number's registration, so a reused number starts clean).
+struct FdOwner(Option<OwnedFd>);
+
+impl Drop for FdOwner {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            crate::event_loop::fd_closing(fd.as_raw_fd());
+        }
+    }
+}
 
 impl SharedFd {
     pub(crate) fn new(fd: OwnedFd) -> Self {
-        SharedFd(Rc::new(fd))
+        SharedFd(Rc::new(FdOwner(Some(fd))))
     }
 
     pub(crate) fn raw(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.0.0.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     /// The fd itself, if no op holds it any more.
     pub(crate) fn try_unwrap(self) -> Result<OwnedFd, SharedFd> {
-        Rc::try_unwrap(self.0).map_err(SharedFd)
+        match Rc::try_unwrap(self.0) {
+            Ok(mut owner) => {
+                let fd = owner
+                    .0
+                    .take()
+                    .expect("an FdOwner holds its fd until dropped");
+                crate::event_loop::fd_closing(fd.as_raw_fd());
+                Ok(fd)
+            }
+            Err(rc) => Err(SharedFd(rc)),
+        }
     }
 }
 

@@ -72,7 +72,7 @@ mod sys;
 mod task;
 pub mod transport;
 
-pub use driver::{DriverStats, SetupMode};
+pub use driver::{DriverStats, Engine, SetupMode};
 pub use error::{Error, Result};
 pub use event_loop::{
     EventLoop, ExceptionContext, Handle, LoopBuilder, POLL_INTERVAL, RemoteHandle, TimerHandle,

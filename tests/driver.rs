@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ringloop::buf::{IoBuf, IoBufMut};
 use ringloop::fd::{Fd, nop};
-use ringloop::{EventLoop, gather, spawn};
+use ringloop::{Engine, EventLoop, gather, spawn};
 use util::{checksum, pattern};
 
 /// A zero-filled heap buffer that records, when dropped, whether it holds `expect` — so a test sees what the kernel wrote into it, and when it was freed.
@@ -266,6 +266,7 @@ fn dropped_in_flight_read_on_an_empty_pipe_is_cancelled() {
 fn a_full_submission_queue_is_submitted_and_retried() {
     const OPS: usize = 10_000;
     let l = EventLoop::builder()
+        .engine(Engine::Uring)
         .sq_entries(4)
         .cq_entries(8)
         .build()
@@ -317,6 +318,7 @@ fn an_overflowing_completion_queue_loses_nothing() {
     // CQ. FEAT_NODROP keeps the excess in the kernel's backlog; every read must complete.
     const PIPES: usize = 100;
     let l = EventLoop::builder()
+        .engine(Engine::Uring)
         .sq_entries(4)
         .cq_entries(8)
         .build()

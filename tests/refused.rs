@@ -6,7 +6,7 @@ mod util;
 
 use std::time::Duration;
 
-use ringloop::{Error, EventLoop};
+use ringloop::{Engine, Error, EventLoop};
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xC000_003E; // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
@@ -145,4 +145,61 @@ fn this_process_is_not_refused() {
         return;
     }
     EventLoop::new().unwrap().close().unwrap();
+}
+
+/// The child's side of the fallback test: io_uring refused, `RINGLOOP_ENGINE=auto`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn auto_child() {
+    refuse_io_uring_setup(libc::EPERM);
+    // The environment asks for auto: the loop comes up on epoll and really works.
+    let l = EventLoop::new().expect("auto falls back to epoll");
+    assert_eq!(l.engine(), Engine::Epoll);
+    let got = l
+        .run_until_complete(async {
+            let (r, w) = util::pipe();
+            let (r, w) = (ringloop::fd::Fd::from(r), ringloop::fd::Fd::from(w));
+            let (res, _) = w.write(b"over epoll".to_vec()).await;
+            res.unwrap();
+            let (n, buf) = r.read(Vec::with_capacity(32)).await;
+            n.unwrap();
+            ringloop::sleep(Duration::from_millis(5)).await;
+            buf
+        })
+        .unwrap();
+    assert_eq!(got, b"over epoll");
+    l.close().unwrap();
+    // A second loop falls back too, without saying so again.
+    EventLoop::new().unwrap().close().unwrap();
+    // The builder's explicit choice wins over the environment.
+    assert!(matches!(
+        EventLoop::builder().engine(Engine::Uring).build(),
+        Err(Error::Unavailable(_))
+    ));
+    println!("CHILD-OK: fell back");
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn auto_engine_falls_back_to_epoll_and_says_so_once() {
+    if util::child_role().as_deref() == Some("auto") {
+        return auto_child();
+    }
+    let out = util::run_child_with_engine(
+        "auto_engine_falls_back_to_epoll_and_says_so_once",
+        "auto",
+        Duration::from_secs(60),
+        Some("auto"),
+    );
+    let text = util::describe(&out);
+    assert!(out.status.success(), "the child failed:\n{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("CHILD-OK"),
+        "{text}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("falling back to the epoll engine").count(),
+        1,
+        "the fallback must be reported exactly once:\n{text}"
+    );
 }

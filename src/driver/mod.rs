@@ -12,33 +12,117 @@
 //! - Teardown cancels everything and reaps until the slab is empty; whatever the kernel
 //!   still holds after the bound is leaked, never freed.
 
+mod epoll;
 mod setup;
 #[allow(dead_code)] // multishot and handler paths are used by the transports
 pub(crate) mod slots;
+mod uring;
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use io_uring::opcode;
 use io_uring::squeue::Entry;
-use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
-use io_uring::{IoUring, Probe, opcode};
 
 pub(crate) use setup::RingSize;
 pub use setup::SetupMode;
 pub(crate) use slots::{Completion, Dispatch, Driven, INTERNAL_BIT, OpHandler, OpKey, Orphan};
 
 use crate::buf::ring::BufRing;
+use epoll::EpollEngine;
 use slots::Slots;
+use uring::UringEngine;
 
 /// `user_data` of the driver's own `ASYNC_CANCEL` SQEs.
 const CANCEL_TOKEN: u64 = INTERNAL_BIT | (1 << 56);
 
-/// `IORING_ENTER_GETEVENTS` (the io-uring crate does not re-export its sys constants).
-const GETEVENTS: u32 = 1;
+/// Which engine executes the loop's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A Linux io_uring ring (the point of ringloop).
+    Uring,
+    /// epoll readiness plus non-blocking syscalls: the baseline, and the fallback where
+    /// io_uring is refused.
+    Epoll,
+    /// io_uring, falling back to epoll (with a note on stderr) only when it is refused.
+    Auto,
+}
+
+/// The engine behind the driver: the same SQEs, executed by the kernel's ring or emulated
+/// on epoll.
+// One per loop, matched on every enter: a box would only add a pointer chase.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    Uring(UringEngine),
+    Epoll(EpollEngine),
+}
+
+impl Backend {
+    /// Queues an SQE; false when the submission queue is full.
+    ///
+    /// # Safety
+    ///
+    /// The SQE's memory must outlive its last completion.
+    unsafe fn try_push(&mut self, sqe: &Entry) -> bool {
+        match self {
+            // SAFETY: forwarded from the caller.
+            Backend::Uring(u) => unsafe { u.try_push(sqe) },
+            // SAFETY: forwarded from the caller.
+            Backend::Epoll(e) => unsafe { e.push(sqe) },
+        }
+    }
+
+    fn enter(
+        &mut self,
+        how: Wait,
+        bound: Option<Duration>,
+        stats: &mut DriverStats,
+        backlog: &mut Vec<(u64, Completion)>,
+    ) -> io::Result<()> {
+        match self {
+            Backend::Uring(u) => u.enter(how, bound, stats, backlog),
+            Backend::Epoll(e) => e.enter(how, bound, stats),
+        }
+    }
+
+    fn reap(&mut self, out: &mut Vec<(u64, Completion)>) {
+        match self {
+            Backend::Uring(u) => u.reap(out),
+            Backend::Epoll(e) => e.reap(out),
+        }
+    }
+
+    fn supports(&self, opcode: u8) -> bool {
+        match self {
+            Backend::Uring(u) => u.supports(opcode),
+            Backend::Epoll(_) => EpollEngine::supports(opcode),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// The buffer ring must outlive the engine.
+    unsafe fn register_buf_ring(&self, buf_ring: &BufRing) -> io::Result<()> {
+        match self {
+            // SAFETY: forwarded from the caller.
+            Backend::Uring(u) => unsafe { u.register_buf_ring(buf_ring) },
+            Backend::Epoll(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the epoll engine has no provided-buffer rings",
+            )),
+        }
+    }
+
+    fn release_after_fork(self) {
+        match self {
+            Backend::Uring(u) => u.release_after_fork(),
+            Backend::Epoll(e) => drop(e),
+        }
+    }
+}
 
 /// Counters the driver keeps; read them with [`EventLoop::driver_stats`](crate::EventLoop::driver_stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,11 +155,17 @@ pub(crate) enum Wait {
 /// The ring and the op slab, shared by the loop and every op future on this thread.
 pub(crate) struct Driver {
     inner: RefCell<Inner>,
+    /// Fds closed since the last enter (the epoll engine forgets their registrations).
+    /// Kept outside `inner`: an fd may close while `inner` is borrowed (an orphan freed
+    /// during a completion).
+    closed_fds: RefCell<Vec<i32>>,
+    /// The epoll engine's epoll fd (`None` on io_uring).
+    epoll: Option<i32>,
 }
 
 struct Inner {
-    /// `None` once the loop is closed.
-    ring: Option<IoUring>,
+    /// The engine (io_uring, or the epoll emulation); `None` once the loop is closed.
+    backend: Option<Backend>,
     slots: Slots,
     /// CQEs reaped early (to relieve a full CQ while pushing), not yet dispatched.
     backlog: Vec<(u64, Completion)>,
@@ -86,9 +176,6 @@ struct Inner {
     buf_rings: Vec<Rc<BufRing>>,
     /// Close timed out with ops still in the kernel; their memory is never freed.
     leaked: bool,
-    mode: SetupMode,
-    #[allow(dead_code)] // read by the networking layer (buffer rings, multishot paths)
-    probe: Probe,
 }
 
 fn closed_error() -> io::Error {
@@ -97,32 +184,61 @@ fn closed_error() -> io::Error {
 
 #[allow(dead_code)] // multishot and handler paths are used by the transports
 impl Driver {
-    /// Sets up a ring.
+    /// Sets up an io_uring ring.
     pub(crate) fn new(size: RingSize) -> io::Result<Driver> {
         let (ring, mode, probe) = setup::build_ring(size)?;
-        Ok(Driver {
+        Ok(Self::with_backend(Backend::Uring(UringEngine::new(
+            ring, mode, probe,
+        ))))
+    }
+
+    /// Sets up the epoll engine (readiness-based emulation of the same ops).
+    pub(crate) fn new_epoll() -> io::Result<Driver> {
+        Ok(Self::with_backend(Backend::Epoll(EpollEngine::new()?)))
+    }
+
+    fn with_backend(backend: Backend) -> Driver {
+        Driver {
+            closed_fds: RefCell::new(Vec::new()),
+            epoll: match &backend {
+                Backend::Epoll(e) => Some(e.epoll_fd()),
+                Backend::Uring(_) => None,
+            },
             inner: RefCell::new(Inner {
-                ring: Some(ring),
+                backend: Some(backend),
                 slots: Slots::default(),
                 backlog: Vec::new(),
                 internal_in_flight: 0,
                 stats: DriverStats::default(),
                 buf_rings: Vec::new(),
                 leaked: false,
-                mode,
-                probe,
             }),
-        })
+        }
     }
 
-    /// The set-up flags in use.
-    pub(crate) fn mode(&self) -> SetupMode {
-        self.inner.borrow().mode
+    /// The set-up flags in use (`None` on the epoll engine).
+    pub(crate) fn mode(&self) -> Option<SetupMode> {
+        match self.inner.borrow().backend.as_ref()? {
+            Backend::Uring(u) => Some(u.mode()),
+            Backend::Epoll(_) => None,
+        }
     }
 
-    /// Whether the kernel supports an opcode.
+    /// Which engine runs the ops.
+    pub(crate) fn engine(&self) -> Engine {
+        match self.inner.borrow().backend.as_ref() {
+            Some(Backend::Epoll(_)) => Engine::Epoll,
+            _ => Engine::Uring,
+        }
+    }
+
+    /// Whether the engine supports an opcode.
     pub(crate) fn supports(&self, opcode: u8) -> bool {
-        self.inner.borrow().probe.is_supported(opcode)
+        self.inner
+            .borrow()
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.supports(opcode))
     }
 
     /// A snapshot of the counters.
@@ -140,25 +256,29 @@ impl Driver {
         inner.slots.len() + inner.internal_in_flight
     }
 
+    /// An fd is about to close; the epoll engine must forget its registration before the
+    /// number is reused.
+    pub(crate) fn fd_closing(&self, fd: i32) {
+        if let Some(epfd) = self.epoll {
+            // Deregister now, while the number still names this file (a dup elsewhere
+            // would otherwise keep it registered); the table is reset at the next enter.
+            crate::sys::nonblocking::epoll_del(epfd, fd);
+            self.closed_fds.borrow_mut().push(fd);
+        }
+    }
+
     /// Whether the ring is gone (loop closed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.inner.borrow().ring.is_none()
+        self.inner.borrow().backend.is_none()
     }
 
     /// Registers a provided-buffer ring; it lives as long as the ring (or is leaked with it).
     pub(crate) fn register_buf_ring(&self, buf_ring: BufRing) -> io::Result<Rc<BufRing>> {
         let mut inner = self.inner.borrow_mut();
-        let ring = inner.ring.as_ref().ok_or_else(closed_error)?;
-        // SAFETY: the ring memory is a live mapping of `entries` entries; it is kept in
-        // `buf_rings` until the io_uring itself is gone (or leaked together with it).
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                buf_ring.ring_addr(),
-                buf_ring.entries(),
-                buf_ring.bgid(),
-                0,
-            )
-        }?;
+        let backend = inner.backend.as_ref().ok_or_else(closed_error)?;
+        // SAFETY: the buffer ring is kept in `buf_rings` until the engine is gone (or
+        // leaked together with it).
+        unsafe { backend.register_buf_ring(&buf_ring) }?;
         let buf_ring = Rc::new(buf_ring);
         inner.buf_rings.push(buf_ring.clone());
         Ok(buf_ring)
@@ -172,7 +292,7 @@ impl Driver {
     /// memory in the op's owner and hands it to [`Driver::abandon`] if the owner goes first.
     pub(crate) unsafe fn push_op(&self, sqe: Entry, driven: Driven) -> io::Result<OpKey> {
         let mut inner = self.inner.borrow_mut();
-        if inner.ring.is_none() {
+        if inner.backend.is_none() {
             return Err(closed_error());
         }
         let key = inner.slots.insert(driven);
@@ -193,7 +313,7 @@ impl Driver {
     pub(crate) unsafe fn push_internal(&self, sqe: Entry) -> io::Result<()> {
         debug_assert!(sqe.get_user_data() & INTERNAL_BIT != 0);
         let mut inner = self.inner.borrow_mut();
-        if inner.ring.is_none() {
+        if inner.backend.is_none() {
             return Err(closed_error());
         }
         // SAFETY: forwarded from the caller.
@@ -253,6 +373,14 @@ impl Driver {
         out: &mut Vec<(u64, Completion)>,
     ) -> io::Result<()> {
         let mut inner = self.inner.borrow_mut();
+        if self.epoll.is_some() {
+            let closed = std::mem::take(&mut *self.closed_fds.borrow_mut());
+            if let Some(Backend::Epoll(e)) = inner.backend.as_mut() {
+                for fd in closed {
+                    e.forget_fd(fd);
+                }
+            }
+        }
         let wait = match wait {
             Wait::Block if !inner.backlog.is_empty() => Wait::Poll,
             w => w,
@@ -268,12 +396,8 @@ impl Driver {
     /// loop, and what the slots hold is this process's copy, freed normally.
     pub(crate) fn release_after_fork(&self) {
         let mut inner = self.inner.borrow_mut();
-        if let Some(ring) = inner.ring.take() {
-            let fd = ring.as_raw_fd();
-            // Not dropped: its Drop would munmap an address range the child may reuse.
-            std::mem::forget(ring);
-            // SAFETY: the forgotten IoUring owned this fd and will never use or close it.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        if let Some(backend) = inner.backend.take() {
+            backend.release_after_fork();
         }
     }
 
@@ -282,11 +406,11 @@ impl Driver {
     /// Returns the number of ops leaked.
     pub(crate) fn shutdown(&self, bound: Duration) -> usize {
         let mut inner = self.inner.borrow_mut();
-        if inner.ring.is_none() {
+        if inner.backend.is_none() {
             return 0;
         }
         inner.slots.abandon_all();
-        let cancel_all = opcode::AsyncCancel2::new(CancelBuilder::any())
+        let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
             .build()
             .user_data(CANCEL_TOKEN);
         // SAFETY: a cancel SQE points to no memory.
@@ -318,7 +442,7 @@ impl Driver {
             }
         }
         let leaked = inner.slots.len() + inner.internal_in_flight;
-        let ring = inner.ring.take();
+        let ring = inner.backend.take();
         if leaked == 0 {
             // Unmap the io_uring before the buffer rings it may still reference.
             drop(ring);
@@ -347,9 +471,9 @@ impl Inner {
     /// The SQE's memory must outlive its last CQE.
     unsafe fn push(&mut self, sqe: &Entry) -> io::Result<()> {
         loop {
-            let ring = self.ring.as_mut().ok_or_else(closed_error)?;
+            let backend = self.backend.as_mut().ok_or_else(closed_error)?;
             // SAFETY: the caller guarantees the SQE's memory outlives the op.
-            if unsafe { ring.submission().push(sqe) }.is_ok() {
+            if unsafe { backend.try_push(sqe) } {
                 self.stats.sqes += 1;
                 return Ok(());
             }
@@ -361,83 +485,12 @@ impl Inner {
         }
     }
 
-    /// Submits the SQ with `GETEVENTS`, optionally waiting for one CQE (with a time bound,
-    /// used only at teardown). Interruptions and busy states are retried or end the wait.
+    /// Submits what was pushed, optionally waiting for one completion (with a time bound,
+    /// used only at teardown). Interruptions and busy states are retried or end the wait;
+    /// completions reaped early to relieve the kernel go to the backlog.
     fn enter(&mut self, how: Wait, bound: Option<Duration>) -> io::Result<()> {
-        let mut wait = how == Wait::Block;
-        let mut busy_rounds = 0u32;
-        loop {
-            let ring = self.ring.as_mut().ok_or_else(closed_error)?;
-            let to_submit = ring.submission().len() as u32;
-            if to_submit == 0 && how == Wait::IfSubmitting && !self.kernel_holds_completions() {
-                return Ok(());
-            }
-            self.stats.enters += 1;
-            let ring = self.ring.as_mut().ok_or_else(closed_error)?;
-            let result = match bound {
-                Some(t) if wait => {
-                    let ts = Timespec::from(t);
-                    let args = SubmitArgs::new().timespec(&ts);
-                    ring.submitter().submit_with_args(1, &args)
-                }
-                _ => {
-                    let flags = GETEVENTS;
-                    // SAFETY: no argument pointer is passed; the SQ entries were pushed by
-                    // `push`, whose callers guarantee their memory.
-                    unsafe {
-                        ring.submitter().enter::<libc::sigset_t>(
-                            to_submit,
-                            u32::from(wait),
-                            flags,
-                            None,
-                        )
-                    }
-                }
-            };
-            match result {
-                Ok(_) => break,
-                Err(e) => match e.raw_os_error() {
-                    // A signal arrived: what was submitted is in; a wait simply ends.
-                    Some(libc::EINTR) if wait => break,
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ETIME) => break,
-                    // CQ overflow backlog or no memory for now: reap, then go again.
-                    Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                        busy_rounds += 1;
-                        let mut early = std::mem::take(&mut self.backlog);
-                        let before = early.len();
-                        self.reap_ring(&mut early);
-                        let progressed = early.len() > before;
-                        self.backlog = early;
-                        if progressed {
-                            wait = false;
-                        } else if busy_rounds > 1000 {
-                            return Err(e);
-                        } else {
-                            std::thread::yield_now();
-                        }
-                    }
-                    _ => return Err(e),
-                },
-            }
-        }
-        if let Some(ring) = self.ring.as_mut() {
-            let overflow = ring.completion().overflow();
-            self.stats.cq_overflow = u64::from(overflow);
-        }
-        Ok(())
-    }
-
-    /// Whether the kernel holds completions back (overflow backlog, or task work the
-    /// kernel flagged) that only an enter would post.
-    fn kernel_holds_completions(&mut self) -> bool {
-        match self.ring.as_mut() {
-            Some(ring) => {
-                let sq = ring.submission();
-                sq.cq_overflow() || sq.taskrun()
-            }
-            None => false,
-        }
+        let backend = self.backend.as_mut().ok_or_else(closed_error)?;
+        backend.enter(how, bound, &mut self.stats, &mut self.backlog)
     }
 
     /// Moves the backlog and every CQE in the ring into `out`.
@@ -447,24 +500,24 @@ impl Inner {
     }
 
     fn reap_ring(&mut self, out: &mut Vec<(u64, Completion)>) {
-        let Some(ring) = self.ring.as_mut() else {
+        let Some(backend) = self.backend.as_mut() else {
             return;
         };
-        for cqe in ring.completion() {
-            self.stats.cqes += 1;
-            if cqe.user_data() == CANCEL_TOKEN {
-                // The driver's own cancels need no dispatch.
-                self.internal_in_flight = self.internal_in_flight.saturating_sub(1);
-                continue;
+        let before = out.len();
+        backend.reap(out);
+        self.stats.cqes += (out.len() - before) as u64;
+        // The driver's own cancels need no dispatch (order of the rest is kept).
+        let mut cancels = 0;
+        let mut i = before;
+        out.retain(|(user_data, _)| {
+            let keep = i < before || *user_data != CANCEL_TOKEN;
+            i += 1;
+            if !keep {
+                cancels += 1;
             }
-            out.push((
-                cqe.user_data(),
-                Completion {
-                    result: cqe.result(),
-                    flags: cqe.flags(),
-                },
-            ));
-        }
+            keep
+        });
+        self.internal_in_flight = self.internal_in_flight.saturating_sub(cancels);
     }
 
     fn cancel(&mut self, key: OpKey) {

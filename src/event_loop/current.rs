@@ -97,3 +97,11 @@ pub(crate) fn current_driver() -> io::Result<Rc<Driver>> {
             )
         })
 }
+
+/// An fd is about to be closed (or handed to a close op): tell the engine that may have it
+/// registered.
+pub(crate) fn fd_closing(fd: std::os::fd::RawFd) {
+    if let Ok(driver) = current_driver() {
+        driver.fd_closing(fd);
+    }
+}

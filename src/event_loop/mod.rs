@@ -20,7 +20,7 @@ mod handle;
 mod remote;
 mod timers;
 
-pub(crate) use current::{current_driver, get_event_loop_if_set, with_running};
+pub(crate) use current::{current_driver, fd_closing, get_event_loop_if_set, with_running};
 pub use current::{get_event_loop, get_running_loop, new_event_loop, set_event_loop};
 pub use handle::{Handle, TimerHandle};
 pub use remote::RemoteHandle;
@@ -42,8 +42,8 @@ use slab::Slab;
 
 use crate::buf::ring::BufRing;
 use crate::driver::{
-    Completion, Dispatch, Driver, DriverStats, INTERNAL_BIT, OpHandler, OpKey, RingSize, SetupMode,
-    Wait,
+    Completion, Dispatch, Driver, DriverStats, Engine, INTERNAL_BIT, OpHandler, OpKey, RingSize,
+    SetupMode, Wait,
 };
 use crate::error::Error;
 use crate::task::{self, JoinHandle};
@@ -131,6 +131,8 @@ pub(crate) struct LoopInner {
     flush_batch: RefCell<Vec<Rc<dyn Flush>>>,
     pub(crate) net: NetConfig,
     buf_ring: RefCell<Option<Rc<BufRing>>>,
+    /// Registering a buffer ring failed once (old kernel, or the epoll engine): don't retry.
+    buf_ring_refused: Cell<bool>,
     /// Set when close had to leak kernel-owned memory; Drop then leaks ours too.
     leaked: Cell<bool>,
     armed: Cell<Option<ArmedTimer>>,
@@ -179,6 +181,7 @@ pub struct EventLoop {
 pub struct LoopBuilder {
     size: RingSize,
     net: NetConfig,
+    engine: Option<Engine>,
 }
 
 /// How stream transports receive.
@@ -202,6 +205,7 @@ impl Default for LoopBuilder {
                 recv_buffers: 512,
                 recv_buffer_size: 16 * 1024,
             },
+            engine: None,
         }
     }
 }
@@ -236,10 +240,43 @@ impl LoopBuilder {
         self
     }
 
+    /// Which engine runs the loop's operations. Without this, `RINGLOOP_ENGINE`
+    /// (`uring`, `epoll` or `auto`) decides, and io_uring is the default.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// asyncio's `run` on a loop with these options: creates it, makes it current, runs
+    /// `fut` to completion, cancels what tasks remain, closes the loop.
+    pub fn run<F>(self, fut: F) -> Result<F::Output, Error>
+    where
+        F: std::future::Future + 'static,
+    {
+        task::run_on(self.build()?, fut)
+    }
+
     /// Creates the loop. Fails with [`Error::Unavailable`] when io_uring is refused (the
     /// message says why and what to do).
     pub fn build(self) -> Result<EventLoop, Error> {
-        let driver = Driver::new(self.size).map_err(|e| Error::Unavailable(Arc::new(e)))?;
+        let engine = match self.engine {
+            Some(e) => e,
+            None => engine_from_env()?,
+        };
+        let driver = match engine {
+            Engine::Uring => Driver::new(self.size).map_err(|e| Error::Unavailable(Arc::new(e)))?,
+            Engine::Epoll => Driver::new_epoll()?,
+            Engine::Auto => match Driver::new(self.size) {
+                Ok(d) => d,
+                Err(e) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        eprintln!("ringloop: {e}; falling back to the epoll engine");
+                    });
+                    Driver::new_epoll()?
+                }
+            },
+        };
         let shared = Shared::new()?;
         let inner = Rc::new(LoopInner {
             id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
@@ -260,6 +297,7 @@ impl LoopBuilder {
             flush_batch: RefCell::new(Vec::new()),
             net: self.net,
             buf_ring: RefCell::new(None),
+            buf_ring_refused: Cell::new(false),
             leaked: Cell::new(false),
             armed: Cell::new(None),
             timer_generation: Cell::new(0),
@@ -273,6 +311,38 @@ impl LoopBuilder {
         });
         inner.arm_wake_read();
         Ok(EventLoop { inner })
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = Error;
+
+    /// `uring` (or `io_uring`), `epoll` or `auto`, in any case.
+    fn from_str(s: &str) -> Result<Engine, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uring" | "io_uring" => Ok(Engine::Uring),
+            "epoll" => Ok(Engine::Epoll),
+            "auto" => Ok(Engine::Auto),
+            other => Err(Error::Io(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("unknown engine {other:?}: expected uring, epoll or auto"),
+            )))),
+        }
+    }
+}
+
+/// The engine `RINGLOOP_ENGINE` asks for (io_uring when unset).
+fn engine_from_env() -> Result<Engine, Error> {
+    match std::env::var("RINGLOOP_ENGINE") {
+        Err(_) => Ok(Engine::Uring),
+        Ok(v) if v.trim().is_empty() => Ok(Engine::Uring),
+        Ok(v) => v.parse().map_err(|e| match e {
+            Error::Io(io) => Error::Io(Arc::new(std::io::Error::new(
+                io.kind(),
+                format!("RINGLOOP_ENGINE: {io}"),
+            ))),
+            other => other,
+        }),
     }
 }
 
@@ -436,9 +506,15 @@ impl EventLoop {
         self.inner.report(context);
     }
 
-    /// The ring's set-up mode (which task-run flags the kernel accepted).
-    pub fn setup_mode(&self) -> SetupMode {
+    /// The ring's set-up mode (which task-run flags the kernel accepted); `None` on the
+    /// epoll engine.
+    pub fn setup_mode(&self) -> Option<SetupMode> {
         self.inner.driver.mode()
+    }
+
+    /// The engine running this loop's operations.
+    pub fn engine(&self) -> Engine {
+        self.inner.driver.engine()
     }
 
     /// The driver's counters (enters, SQEs, CQEs, overflow and stale counts).
@@ -664,7 +740,7 @@ impl LoopInner {
     /// The loop's provided-buffer ring, registered on first use; `None` where multishot
     /// receives are off or the kernel refuses buffer rings.
     pub(crate) fn buf_ring(&self) -> Option<Rc<BufRing>> {
-        if !self.net.multishot_recv {
+        if !self.net.multishot_recv || self.buf_ring_refused.get() {
             return None;
         }
         if let Some(r) = self.buf_ring.borrow().as_ref() {
@@ -677,7 +753,10 @@ impl LoopInner {
                 *self.buf_ring.borrow_mut() = Some(r.clone());
                 Some(r)
             }
-            Err(_) => None,
+            Err(_) => {
+                self.buf_ring_refused.set(true);
+                None
+            }
         }
     }
 
@@ -691,6 +770,7 @@ impl LoopInner {
             self.wake_buf.get().cast::<u8>(),
             8,
         )
+        .offset(u64::MAX)
         .build()
         .user_data(WAKE_READ);
         // SAFETY: the 8-byte target is owned by the loop and outlives the op: close waits

@@ -429,7 +429,14 @@ pub fn run<F>(fut: F) -> Result<F::Output, Error>
 where
     F: StdFuture + 'static,
 {
-    let event_loop = EventLoop::new()?;
+    run_on(EventLoop::new()?, fut)
+}
+
+/// [`run`] on a given (new) loop: made current, runs `fut`, cancels the rest, closes.
+pub(crate) fn run_on<F>(event_loop: EventLoop, fut: F) -> Result<F::Output, Error>
+where
+    F: StdFuture + 'static,
+{
     struct Restore(Option<EventLoop>);
     impl Drop for Restore {
         fn drop(&mut self) {

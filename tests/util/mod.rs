@@ -73,9 +73,27 @@ pub fn child_role() -> Option<String> {
 
 /// Re-runs the current test binary, only the test `test_name`, with `CHILD_ENV=role`, and
 /// returns its output. The child is killed if it runs longer than `limit`.
+///
+/// The child gets no `RINGLOOP_ENGINE` (it tests the default engine's own paths) unless
+/// `engine` names one.
 pub fn run_child(test_name: &str, role: &str, limit: Duration) -> Output {
+    run_child_with_engine(test_name, role, limit, None)
+}
+
+/// [`run_child`] with `RINGLOOP_ENGINE` set to `engine` in the child.
+pub fn run_child_with_engine(
+    test_name: &str,
+    role: &str,
+    limit: Duration,
+    engine: Option<&str>,
+) -> Output {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command.env_remove("RINGLOOP_ENGINE");
+    if let Some(engine) = engine {
+        command.env("RINGLOOP_ENGINE", engine);
+    }
+    let mut child = command
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, role)
         .stdout(std::process::Stdio::piped())
