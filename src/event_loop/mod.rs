@@ -49,6 +49,7 @@ use crate::task::{self, JoinHandle};
 use handle::CallbackCell;
 pub(crate) use handle::Runnable;
 use timers::Timers;
+pub(crate) use timers::deadline_after;
 
 /// While callbacks are ready and nothing needs submitting, poll the ring every this many
 /// iterations.
@@ -261,9 +262,10 @@ impl EventLoop {
         }
     }
 
-    /// Runs `f` once `delay` has passed (never earlier).
+    /// Runs `f` once `delay` has passed (never earlier). A delay too large to represent
+    /// (such as `Duration::MAX`) means "decades from now", not a panic.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> TimerHandle {
-        self.call_at(Instant::now() + delay, f)
+        self.call_at(timers::deadline_after(delay), f)
     }
 
     /// Runs `f` at `when` on the loop's clock (never earlier). Equal deadlines run in the
