@@ -349,7 +349,10 @@ where
         event_loop: Rc::downgrade(event_loop),
     });
     if closed {
-        *cell.future.borrow_mut() = None;
+        // Release the task table first: the future's destructor may spawn.
+        drop(tasks);
+        let future = cell.future.borrow_mut().take();
+        drop(future);
     } else {
         let ready = cell.header.ready_entry();
         entry.insert(TaskSlot {
