@@ -703,7 +703,8 @@ impl LoopInner {
         task::cancel_all_tasks(self);
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
         drop(ready);
-        self.timers.borrow_mut().clear();
+        let timers = self.timers.borrow_mut().clear();
+        drop(timers);
         self.pre_submit.borrow_mut().clear();
         drop(self.shared.close());
         self.driver.shutdown(CLOSE_BOUND);

@@ -139,12 +139,17 @@ impl Timers {
         }
     }
 
-    /// Drops every timer (loop close).
-    pub(crate) fn clear(&mut self) {
-        for e in self.heap.drain() {
-            e.in_heap.set(false);
-        }
+    /// Empties the heap (loop close) and returns its callbacks: the caller drops them
+    /// once the heap is no longer borrowed, since their destructors may schedule again.
+    pub(crate) fn clear(&mut self) -> Vec<Rc<dyn Runnable>> {
         self.cancelled.set(0);
+        self.heap
+            .drain()
+            .map(|e| {
+                e.in_heap.set(false);
+                e.cell
+            })
+            .collect()
     }
 }
 
