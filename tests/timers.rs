@@ -244,3 +244,30 @@ fn huge_delays_mean_never_and_do_not_panic() {
     assert_eq!((quick, done, still), (1, 0, true));
     l.close().unwrap();
 }
+
+/// Schedules more work on its loop when dropped.
+struct ScheduleOnDrop(EventLoop, Rc<Cell<u32>>);
+impl Drop for ScheduleOnDrop {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() + 1);
+        self.0.call_later(Duration::from_millis(1), || {});
+        self.0.call_soon(|| {});
+    }
+}
+
+#[test]
+fn closing_drops_pending_callbacks_whose_destructors_schedule_more() {
+    let l = EventLoop::new().unwrap();
+    let drops = Rc::new(Cell::new(0));
+    let guard = ScheduleOnDrop(l.clone(), drops.clone());
+    l.call_later(Duration::from_secs(30), move || drop(guard));
+    let guard = ScheduleOnDrop(l.clone(), drops.clone());
+    l.call_soon(move || drop(guard));
+    // A cancelled timer drops its callback at once, outside the loop's bookkeeping.
+    let guard = ScheduleOnDrop(l.clone(), drops.clone());
+    l.call_later(Duration::from_secs(30), move || drop(guard))
+        .cancel();
+    assert_eq!(drops.get(), 1);
+    l.close().unwrap();
+    assert_eq!(drops.get(), 3);
+}
