@@ -250,7 +250,15 @@ impl<T> AsCompleted<T> {
             return None;
         }
         let index = poll_fn(|cx| {
-            if let Some(i) = self.pending.iter().position(|h| h.is_finished()) {
+            // Of the tasks already finished, the one that finished first.
+            let first = self
+                .pending
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.is_finished())
+                .min_by_key(|(_, h)| h.finished_at())
+                .map(|(i, _)| i);
+            if let Some(i) = first {
                 return Poll::Ready(i);
             }
             for h in &self.pending {
