@@ -592,3 +592,29 @@ fn a_future_whose_destructor_spawns_can_be_dropped_by_the_loop() {
         "a task on a closed loop is cancelled"
     );
 }
+
+#[test]
+fn as_completed_keeps_finishing_order_of_tasks_that_finished_before_it_looked() {
+    let out = ringloop::run(async {
+        // Argument order: slow, quick. Both finish before as_completed is first polled.
+        let slow = spawn(async {
+            for _ in 0..3 {
+                sleep(Duration::ZERO).await;
+            }
+            "slow"
+        });
+        let quick = spawn(async { "quick" });
+        for _ in 0..6 {
+            sleep(Duration::ZERO).await;
+        }
+        assert!(slow.is_finished() && quick.is_finished());
+        let mut it = as_completed(vec![slow, quick]);
+        let mut got = Vec::new();
+        while let Some(r) = it.next().await {
+            got.push(r.unwrap());
+        }
+        got
+    })
+    .unwrap();
+    assert_eq!(out, vec!["quick", "slow"]);
+}
