@@ -97,7 +97,7 @@ fn closing_a_loop_with_reads_in_flight_cancels_them_promptly() {
     l.close().unwrap();
     let took = started.elapsed();
     assert!(
-        took < Duration::from_millis(500),
+        took < Duration::from_millis(1000),
         "close took {took:?}: it waited out its bound instead of cancelling"
     );
     assert_eq!(l.ops_in_flight(), 0, "close left operations in the kernel");
@@ -136,7 +136,7 @@ fn closing_a_loop_with_a_pending_timer_and_remote_wakers() {
     let remote = t.join().unwrap();
     let started = Instant::now();
     l.close().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_millis(1000));
     assert_eq!(l.ops_in_flight(), 0);
     // A RemoteHandle outliving the loop holds its eventfd until dropped.
     drop(remote);

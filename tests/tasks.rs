@@ -548,3 +548,73 @@ fn tasks_awaiting_futures_set_from_callbacks() {
     .unwrap();
     assert_eq!(out, (0..50).sum::<usize>());
 }
+
+/// Spawns a clean-up task on its loop when dropped.
+struct SpawnOnDrop(EventLoop, Rc<Cell<u32>>);
+impl Drop for SpawnOnDrop {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() + 1);
+        let h = self.0.create_task(async {});
+        drop(h);
+    }
+}
+
+#[test]
+fn a_future_whose_destructor_spawns_can_be_dropped_by_the_loop() {
+    // Dropped by cancellation, by close, and by create_task on a closed loop.
+    let l = EventLoop::new().unwrap();
+    let drops = Rc::new(Cell::new(0));
+    let guard = SpawnOnDrop(l.clone(), drops.clone());
+    let cancelled = l.create_task(async move {
+        let _guard = guard;
+        sleep(Duration::from_secs(30)).await;
+    });
+    let guard = SpawnOnDrop(l.clone(), drops.clone());
+    l.create_task(async move {
+        let _guard = guard;
+        sleep(Duration::from_secs(30)).await;
+    });
+    l.stop();
+    l.run_forever().unwrap();
+    cancelled.cancel();
+    l.stop();
+    l.run_forever().unwrap();
+    assert_eq!(drops.get(), 1);
+    l.close().unwrap();
+    assert_eq!(drops.get(), 2);
+    let guard = SpawnOnDrop(l.clone(), drops.clone());
+    let h = l.create_task(async move {
+        let _guard = guard;
+    });
+    assert_eq!(drops.get(), 3);
+    assert!(
+        h.is_finished() && h.failed(),
+        "a task on a closed loop is cancelled"
+    );
+}
+
+#[test]
+fn as_completed_keeps_finishing_order_of_tasks_that_finished_before_it_looked() {
+    let out = ringloop::run(async {
+        // Argument order: slow, quick. Both finish before as_completed is first polled.
+        let slow = spawn(async {
+            for _ in 0..3 {
+                sleep(Duration::ZERO).await;
+            }
+            "slow"
+        });
+        let quick = spawn(async { "quick" });
+        for _ in 0..6 {
+            sleep(Duration::ZERO).await;
+        }
+        assert!(slow.is_finished() && quick.is_finished());
+        let mut it = as_completed(vec![slow, quick]);
+        let mut got = Vec::new();
+        while let Some(r) = it.next().await {
+            got.push(r.unwrap());
+        }
+        got
+    })
+    .unwrap();
+    assert_eq!(out, vec!["quick", "slow"]);
+}

@@ -22,18 +22,19 @@ fn call_soon_threadsafe_wakes_a_loop_blocked_with_no_timers() {
     let remote = l.remote();
     let sent_at = Arc::new(Mutex::new(None));
     let s = sent_at.clone();
+    let started = Instant::now();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         *s.lock().unwrap() = Some(Instant::now());
         remote.call_soon_threadsafe(stop_running_loop).unwrap();
     });
-    let started = Instant::now();
     // No timers and nothing ready: the loop blocks in io_uring_enter until woken.
     l.run_forever().unwrap();
     let woke_at = Instant::now();
     t.join().unwrap();
     let sent = sent_at.lock().unwrap().expect("sent");
     assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(woke_at >= sent, "the loop returned before it was stopped");
     let latency = woke_at - sent;
     assert!(
         latency <= Duration::from_millis(100),

@@ -210,3 +210,64 @@ fn timer_handle_reports_its_deadline() {
     assert!(h.cancelled());
     l.close().unwrap();
 }
+
+#[test]
+fn huge_delays_mean_never_and_do_not_panic() {
+    let l = EventLoop::new().unwrap();
+    let far = l.call_later(Duration::MAX, || panic!("must not fire"));
+    assert!(far.when() > l.time() + Duration::from_secs(365 * 24 * 3600));
+    let out = l.run_until_complete(async {
+        let quick = ringloop::timeout(Duration::MAX, async { 1 }).await;
+        let forever = ringloop::spawn(ringloop::sleep(Duration::MAX));
+        let (done, pending) = ringloop::wait(
+            vec![forever],
+            Some(Duration::from_millis(5)),
+            ringloop::ReturnWhen::AllCompleted,
+        )
+        .await;
+        assert_eq!(pending.len(), 1);
+        // wait() with a huge timeout waits (here: until an outer timeout gives up).
+        let gave_up = ringloop::timeout(
+            Duration::from_millis(5),
+            ringloop::wait(
+                pending,
+                Some(Duration::MAX),
+                ringloop::ReturnWhen::FirstCompleted,
+            ),
+        )
+        .await
+        .is_err();
+        (quick.unwrap(), done.len(), gave_up)
+    });
+    far.cancel();
+    let (quick, done, still) = out.unwrap();
+    assert_eq!((quick, done, still), (1, 0, true));
+    l.close().unwrap();
+}
+
+/// Schedules more work on its loop when dropped.
+struct ScheduleOnDrop(EventLoop, Rc<Cell<u32>>);
+impl Drop for ScheduleOnDrop {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() + 1);
+        self.0.call_later(Duration::from_millis(1), || {});
+        self.0.call_soon(|| {});
+    }
+}
+
+#[test]
+fn closing_drops_pending_callbacks_whose_destructors_schedule_more() {
+    let l = EventLoop::new().unwrap();
+    let drops = Rc::new(Cell::new(0));
+    let guard = ScheduleOnDrop(l.clone(), drops.clone());
+    l.call_later(Duration::from_secs(30), move || drop(guard));
+    let guard = ScheduleOnDrop(l.clone(), drops.clone());
+    l.call_soon(move || drop(guard));
+    // A cancelled timer drops its callback at once, outside the loop's bookkeeping.
+    let guard = ScheduleOnDrop(l.clone(), drops.clone());
+    l.call_later(Duration::from_secs(30), move || drop(guard))
+        .cancel();
+    assert_eq!(drops.get(), 1);
+    l.close().unwrap();
+    assert_eq!(drops.get(), 3);
+}

@@ -2,6 +2,12 @@
 //!
 //! asyncio keeps both: `get_running_loop()` answers only inside a running loop;
 //! `get_event_loop()` falls back to the thread's current loop (creating one if none).
+//!
+//! A current loop left set when the thread exits is closed by the thread-local
+//! destructors, possibly after `RUNNING` was destroyed: closing wakes tasks and runs
+//! destructors that ask for the running or current loop. So the accessors used on those
+//! paths use `try_with` and read a destroyed slot as empty, rather than panicking inside
+//! a TLS destructor (which aborts the process).
 
 use std::cell::RefCell;
 use std::io;
@@ -41,10 +47,11 @@ impl Drop for RunningGuard {
 
 /// Runs `f` with the running loop of this thread, if any.
 pub(crate) fn with_running<R>(f: impl FnOnce(Option<&Rc<LoopInner>>) -> R) -> R {
-    RUNNING.with(|r| match r.try_borrow() {
-        Ok(r) => f(r.as_ref()),
-        Err(_) => f(None),
-    })
+    let running = RUNNING
+        .try_with(|r| r.try_borrow().ok().and_then(|r| r.clone()))
+        .ok()
+        .flatten();
+    f(running.as_ref())
 }
 
 /// The running loop, as asyncio's `get_running_loop()`.
@@ -59,7 +66,7 @@ pub fn get_event_loop() -> Result<EventLoop, Error> {
     if let Ok(l) = get_running_loop() {
         return Ok(l);
     }
-    if let Some(l) = CURRENT.with(|c| c.borrow().clone()) {
+    if let Some(l) = get_event_loop_if_set() {
         return Ok(l);
     }
     let l = new_event_loop()?;
@@ -69,13 +76,23 @@ pub fn get_event_loop() -> Result<EventLoop, Error> {
 
 /// The thread's current loop, if `set_event_loop` set one.
 pub(crate) fn get_event_loop_if_set() -> Option<EventLoop> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten()
 }
 
 /// Makes `event_loop` the thread's current loop (or clears it with `None`).
+///
+/// At thread exit, once the thread's loop slot is gone, this only drops `event_loop`.
 pub fn set_event_loop(event_loop: Option<EventLoop>) {
-    let old = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), event_loop));
+    let mut event_loop = event_loop;
+    let old = CURRENT.try_with(|c| match c.try_borrow_mut() {
+        Ok(mut c) => std::mem::replace(&mut *c, event_loop.take()),
+        Err(_) => None,
+    });
     drop(old);
+    drop(event_loop);
 }
 
 /// A new loop with default settings (not made current).
@@ -88,8 +105,8 @@ pub(crate) fn current_driver() -> io::Result<Rc<Driver>> {
     if let Some(d) = with_running(|r| r.map(|l| l.driver.clone())) {
         return Ok(d);
     }
-    CURRENT
-        .with(|c| c.borrow().as_ref().map(|l| l.inner.driver.clone()))
+    get_event_loop_if_set()
+        .map(|l| l.inner.driver.clone())
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotConnected,

@@ -50,6 +50,7 @@ use crate::task::{self, JoinHandle};
 use handle::CallbackCell;
 pub(crate) use handle::Runnable;
 use timers::Timers;
+pub(crate) use timers::deadline_after;
 
 /// While callbacks are ready and nothing needs submitting, poll the ring every this many
 /// iterations.
@@ -385,9 +386,10 @@ impl EventLoop {
         }
     }
 
-    /// Runs `f` once `delay` has passed (never earlier).
+    /// Runs `f` once `delay` has passed (never earlier). A delay too large to represent
+    /// (such as `Duration::MAX`) means "decades from now", not a panic.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> TimerHandle {
-        self.call_at(Instant::now() + delay, f)
+        self.call_at(timers::deadline_after(delay), f)
     }
 
     /// Runs `f` at `when` on the loop's clock (never earlier). Equal deadlines run in the
@@ -874,7 +876,8 @@ impl LoopInner {
         task::cancel_all_tasks(self);
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
         drop(ready);
-        self.timers.borrow_mut().clear();
+        let timers = self.timers.borrow_mut().clear();
+        drop(timers);
         self.flush_queue.borrow_mut().clear();
         self.signals.close();
         self.executor.close();

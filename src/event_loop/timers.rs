@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::handle::{Runnable, TimerHandle};
 
@@ -39,6 +39,17 @@ impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         (other.when, other.seq).cmp(&(self.when, self.seq))
     }
+}
+
+/// How far away "never" is: a delay too large for `Instant` (`Duration::MAX` as "forever")
+/// becomes a deadline this far in the future instead of an overflow panic.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// The deadline `delay` from now, saturating at [`FAR_FUTURE`] for huge delays.
+pub(crate) fn deadline_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or_else(|| now + FAR_FUTURE.min(delay))
 }
 
 /// Below this size the heap is never rebuilt (cancelled entries just wait their turn).
@@ -128,12 +139,17 @@ impl Timers {
         }
     }
 
-    /// Drops every timer (loop close).
-    pub(crate) fn clear(&mut self) {
-        for e in self.heap.drain() {
-            e.in_heap.set(false);
-        }
+    /// Empties the heap (loop close) and returns its callbacks: the caller drops them
+    /// once the heap is no longer borrowed, since their destructors may schedule again.
+    pub(crate) fn clear(&mut self) -> Vec<Rc<dyn Runnable>> {
         self.cancelled.set(0);
+        self.heap
+            .drain()
+            .map(|e| {
+                e.in_heap.set(false);
+                e.cell
+            })
+            .collect()
     }
 }
 
@@ -142,7 +158,6 @@ mod tests {
     use super::*;
     use crate::event_loop::handle::CallbackCell;
     use std::cell::RefCell;
-    use std::time::Duration;
 
     fn recorder(log: &Rc<RefCell<Vec<u32>>>, n: u32) -> Rc<dyn Runnable> {
         let log = log.clone();

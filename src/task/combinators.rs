@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{JoinHandle, spawn};
 use crate::error::Error;
-use crate::event_loop::{Runnable, TimerHandle, get_running_loop};
+use crate::event_loop::{Runnable, TimerHandle, deadline_after, get_running_loop};
 
 /// The timer-heap entry of a [`Sleep`]: when due it wakes the sleeping task directly.
 struct SleepCell {
@@ -108,7 +108,7 @@ impl Drop for Sleep {
 /// for exactly one iteration, as `asyncio.sleep(0)`.
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
-        deadline: Instant::now() + duration,
+        deadline: deadline_after(duration),
         yield_once: duration.is_zero(),
         timer: None,
     }
@@ -151,7 +151,7 @@ pub fn timeout<F: StdFuture>(duration: Duration, future: F) -> Timeout<F> {
     Timeout {
         future,
         sleep: Sleep {
-            deadline: Instant::now() + duration,
+            deadline: deadline_after(duration),
             yield_once: false,
             timer: None,
         },
@@ -250,7 +250,15 @@ impl<T> AsCompleted<T> {
             return None;
         }
         let index = poll_fn(|cx| {
-            if let Some(i) = self.pending.iter().position(|h| h.is_finished()) {
+            // Of the tasks already finished, the one that finished first.
+            let first = self
+                .pending
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.is_finished())
+                .min_by_key(|(_, h)| h.finished_at())
+                .map(|(i, _)| i);
+            if let Some(i) = first {
                 return Poll::Ready(i);
             }
             for h in &self.pending {

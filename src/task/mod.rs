@@ -102,12 +102,15 @@ struct TaskCell<F: StdFuture> {
     outcome: RefCell<Outcome<F::Output>>,
     join_waker: Cell<Option<Waker>>,
     cancel_requested: Cell<bool>,
+    /// When the task finished, in this thread's finishing order (0: not yet).
+    finished_at: Cell<u64>,
     handle_alive: Cell<bool>,
     event_loop: Weak<LoopInner>,
 }
 
 impl<F: StdFuture> TaskCell<F> {
     fn finish(&self, outcome: Outcome<F::Output>) {
+        self.finished_at.set(next_finish_seq());
         // Drop the future in place (it is pinned); the borrow ends before anything else.
         *self.future.borrow_mut() = None;
         let report = matches!(outcome, Outcome::Panicked(_)) && !self.handle_alive.get();
@@ -181,6 +184,7 @@ trait JoinTarget<T> {
     fn cancel(&self) -> bool;
     fn is_finished(&self) -> bool;
     fn failed(&self) -> bool;
+    fn finished_at(&self) -> u64;
     fn detach(&self);
 }
 
@@ -218,6 +222,10 @@ impl<F: StdFuture + 'static> JoinTarget<F::Output> for TaskCell<F> {
 
     fn is_finished(&self) -> bool {
         TaskCell::is_finished(self)
+    }
+
+    fn finished_at(&self) -> u64 {
+        self.finished_at.get()
     }
 
     fn failed(&self) -> bool {
@@ -274,6 +282,12 @@ impl<T> JoinHandle<T> {
         self.task.failed()
     }
 
+    /// Finishing order among this thread's tasks (smaller finished earlier); 0 while
+    /// running, and for a task created on a closed loop (cancelled before it existed).
+    pub(crate) fn finished_at(&self) -> u64 {
+        self.task.finished_at()
+    }
+
     pub(crate) fn register(&self, waker: &Waker) {
         self.task.register(waker);
     }
@@ -312,6 +326,16 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 
 thread_local! {
     static NEXT_GENERATION: Cell<u32> = const { Cell::new(0) };
+    static FINISH_SEQ: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The next number in this thread's task-finishing order (starts at 1).
+fn next_finish_seq() -> u64 {
+    FINISH_SEQ.with(|s| {
+        let next = s.get() + 1;
+        s.set(next);
+        next
+    })
 }
 
 /// Spawns `fut` on `event_loop`; its first step runs through the ready queue.
@@ -346,10 +370,14 @@ where
         join_waker: Cell::new(None),
         cancel_requested: Cell::new(false),
         handle_alive: Cell::new(true),
+        finished_at: Cell::new(0),
         event_loop: Rc::downgrade(event_loop),
     });
     if closed {
-        *cell.future.borrow_mut() = None;
+        // Release the task table first: the future's destructor may spawn.
+        drop(tasks);
+        let future = cell.future.borrow_mut().take();
+        drop(future);
     } else {
         let ready = cell.header.ready_entry();
         entry.insert(TaskSlot {
