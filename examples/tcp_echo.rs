@@ -169,9 +169,14 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0 && messages == expected
 }
 
-/// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`).
+/// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`) and
+/// `--lazy-wait-us N` (see `LoopBuilder::lazy_completion_wait`).
 fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
-    let builder = EventLoop::builder();
+    let mut builder = EventLoop::builder();
+    if args.iter().any(|a| a == "--lazy-wait-us") {
+        let us = parse_flag(args, "--lazy-wait-us", 0)?;
+        builder = builder.lazy_completion_wait(Duration::from_micros(us as u64));
+    }
     match args.iter().position(|a| a == "--engine") {
         Some(i) => {
             let engine: Engine = args

@@ -79,11 +79,12 @@ impl Backend {
         &mut self,
         how: Wait,
         bound: Option<Duration>,
+        speculate: Option<(u32, Duration)>,
         stats: &mut DriverStats,
         backlog: &mut Vec<(u64, Completion)>,
     ) -> io::Result<()> {
         match self {
-            Backend::Uring(u) => u.enter(how, bound, stats, backlog),
+            Backend::Uring(u) => u.enter(how, bound, speculate, stats, backlog),
             Backend::Epoll(e) => e.enter(how, bound, stats),
         }
     }
@@ -152,6 +153,21 @@ pub(crate) enum Wait {
     IfSubmitting,
 }
 
+/// What the SQEs pushed since the last enter are, for the blocking wait.
+///
+/// A transport's send that completes inline posts its CQE during the very enter that
+/// submits it; waiting for one CQE would then return at once, and the loop would enter
+/// again to wait for the next real event: two enters per request/response. When the
+/// batch holds only such lazy ops, the blocking wait asks for `lazy + 1` completions with
+/// a short minimum wait (`IORING_FEAT_MIN_TIMEOUT`): the next event usually comes within
+/// it and both are reaped by one enter; if not, the wait returns after it with what
+/// there is, so a lonely completion is delayed at most that long.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Batch {
+    lazy: u32,
+    eager: bool,
+}
+
 /// The ring and the op slab, shared by the loop and every op future on this thread.
 pub(crate) struct Driver {
     inner: RefCell<Inner>,
@@ -176,6 +192,10 @@ struct Inner {
     buf_rings: Vec<Rc<BufRing>>,
     /// Close timed out with ops still in the kernel; their memory is never freed.
     leaked: bool,
+    /// What was pushed since the last enter.
+    batch: Batch,
+    /// How long a blocking wait after a lazy-only batch waits for one more completion.
+    lazy_wait: Duration,
 }
 
 fn closed_error() -> io::Error {
@@ -212,6 +232,8 @@ impl Driver {
                 stats: DriverStats::default(),
                 buf_rings: Vec::new(),
                 leaked: false,
+                batch: Batch::default(),
+                lazy_wait: Duration::ZERO,
             }),
         }
     }
@@ -267,6 +289,12 @@ impl Driver {
         }
     }
 
+    /// Sets how long a blocking wait after a batch of only lazy ops waits for one more
+    /// completion (zero turns the speculation off).
+    pub(crate) fn set_lazy_wait(&self, wait: Duration) {
+        self.inner.borrow_mut().lazy_wait = wait;
+    }
+
     /// Whether the ring is gone (loop closed).
     pub(crate) fn is_closed(&self) -> bool {
         self.inner.borrow().backend.is_none()
@@ -291,6 +319,27 @@ impl Driver {
     /// Every pointer in `sqe` must stay valid until the op's last CQE: the caller keeps the
     /// memory in the op's owner and hands it to [`Driver::abandon`] if the owner goes first.
     pub(crate) unsafe fn push_op(&self, sqe: Entry, driven: Driven) -> io::Result<OpKey> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_op_as(sqe, driven, false) }
+    }
+
+    /// [`Driver::push_op`] for an op whose completion nobody waits on (a transport's
+    /// send). When every op of a batch is lazy, a blocking submit may wait a little for
+    /// one completion more than the batch brings itself, so a send that completes inline
+    /// does not cost an `io_uring_enter` of its own (see [`Batch`]).
+    ///
+    /// # Safety
+    ///
+    /// As [`Driver::push_op`].
+    pub(crate) unsafe fn push_lazy_op(&self, sqe: Entry, driven: Driven) -> io::Result<OpKey> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_op_as(sqe, driven, true) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Driver::push_op`].
+    unsafe fn push_op_as(&self, sqe: Entry, driven: Driven, lazy: bool) -> io::Result<OpKey> {
         let mut inner = self.inner.borrow_mut();
         if inner.backend.is_none() {
             return Err(closed_error());
@@ -301,6 +350,11 @@ impl Driver {
         if let Err(e) = unsafe { inner.push(&sqe) } {
             inner.slots.remove_unsubmitted(key);
             return Err(e);
+        }
+        if lazy {
+            inner.batch.lazy += 1;
+        } else {
+            inner.batch.eager = true;
         }
         Ok(key)
     }
@@ -490,7 +544,14 @@ impl Inner {
     /// completions reaped early to relieve the kernel go to the backlog.
     fn enter(&mut self, how: Wait, bound: Option<Duration>) -> io::Result<()> {
         let backend = self.backend.as_mut().ok_or_else(closed_error)?;
-        backend.enter(how, bound, &mut self.stats, &mut self.backlog)
+        let batch = std::mem::take(&mut self.batch);
+        let speculate = (how == Wait::Block
+            && bound.is_none()
+            && !batch.eager
+            && batch.lazy > 0
+            && !self.lazy_wait.is_zero())
+        .then_some((batch.lazy, self.lazy_wait));
+        backend.enter(how, bound, speculate, &mut self.stats, &mut self.backlog)
     }
 
     /// Moves the backlog and every CQE in the ring into `out`.

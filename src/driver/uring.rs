@@ -66,9 +66,11 @@ impl UringEngine {
         &mut self,
         how: Wait,
         bound: Option<Duration>,
+        speculate: Option<(u32, Duration)>,
         stats: &mut DriverStats,
         backlog: &mut Vec<(u64, Completion)>,
     ) -> io::Result<()> {
+        let speculate = speculate.filter(|_| self.ring.params().is_feature_min_timeout());
         let mut wait = how == Wait::Block;
         let mut busy_rounds = 0u32;
         loop {
@@ -77,11 +79,20 @@ impl UringEngine {
                 return Ok(());
             }
             stats.enters += 1;
-            let result = match bound {
-                Some(t) if wait => {
+            let result = match (bound, speculate) {
+                (Some(t), _) if wait => {
                     let ts = Timespec::from(t);
                     let args = SubmitArgs::new().timespec(&ts);
                     self.ring.submitter().submit_with_args(1, &args)
+                }
+                (None, Some((lazy, min_wait))) if wait => {
+                    // One completion more than the lazy batch brings, but after
+                    // `min_wait` whatever is there (see `Batch`).
+                    let usec = u32::try_from(min_wait.as_micros()).unwrap_or(u32::MAX);
+                    let args = SubmitArgs::new().min_wait_usec(usec);
+                    self.ring
+                        .submitter()
+                        .submit_with_args(lazy as usize + 1, &args)
                 }
                 _ => {
                     // SAFETY: no argument pointer is passed; the SQ entries were pushed by

@@ -639,7 +639,8 @@ impl StreamInner {
             multishot: false,
         };
         // SAFETY: the SQE points into `send`'s buffer, kept in `st.send` until the CQE.
-        match unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
+        // Lazy: nobody waits on a transport's send (see `Driver::push_lazy_op`).
+        match unsafe { self.event_loop.inner.driver.push_lazy_op(sqe, driven) } {
             Ok(key) => st.send = Some((key, send)),
             Err(e) => {
                 let this = self.clone();
