@@ -33,6 +33,8 @@
 //! | `sleep`, `wait_for`, `timeout`, `gather`, `wait`, `as_completed` | [`sleep`], [`wait_for`], [`timeout`], [`gather`], [`wait`], [`as_completed`] |
 //! | `loop.add_signal_handler(sig, cb)` / `remove_signal_handler(sig)` | [`EventLoop::add_signal_handler`] / [`EventLoop::remove_signal_handler`] (a signalfd read through the ring; see [`signal`]) |
 //! | `loop.run_in_executor(None, f)` / `(executor, f)`, `set_default_executor`, `shutdown_default_executor` | [`EventLoop::run_in_executor`] / [`EventLoop::run_in_executor_with`] ([`Executor`]), [`EventLoop::set_default_executor`], [`EventLoop::shutdown_default_executor`] |
+//! | `loop.subprocess_exec` / `subprocess_shell`, `SubprocessProtocol`, `SubprocessTransport` | [`EventLoop::subprocess_exec`] / [`EventLoop::subprocess_shell`] ([`process::SubprocessOptions`]), [`SubprocessProtocol`], [`SubprocessTransport`] (exit learned from a pidfd; see [`process`]) |
+//! | `asyncio.create_subprocess_exec` / `_shell`, `Process.wait()`, `communicate()` | [`process::create_subprocess_exec`] / [`process::create_subprocess_shell`], [`process::Command`], [`process::Process`] |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -66,6 +68,7 @@ pub mod fd;
 mod future;
 pub mod net;
 mod op;
+pub mod process;
 mod protocol;
 pub mod signal;
 mod sys;
@@ -80,6 +83,7 @@ pub use event_loop::{
 };
 pub use executor::Executor;
 pub use future::{CallbackId, Future};
+pub use process::{SubprocessProtocol, SubprocessTransport};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, as_completed, create_task, ensure_future, gather,

@@ -25,8 +25,9 @@
 //! inherit the mask. A signal sent to the loop's thread (`pthread_kill`, `tgkill`) always
 //! reaches the loop.
 //!
-//! The blocked mask is inherited by `fork`ed children and kept across `exec`;
-//! `std::process::Command` resets it in the child, raw `fork`/`exec` code should too.
+//! The blocked mask is inherited by `fork`ed children and kept across `exec`, and
+//! `std::process::Command` keeps it too. ringloop's own [`process`](crate::process) spawns
+//! children with an empty mask; other `fork`/`exec` code should reset it in the child.
 //!
 //! Removing the last handler for a signal (or closing the loop) discards the instances
 //! still pending and restores the thread's previous mask for that signal: it is unblocked

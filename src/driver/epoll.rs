@@ -465,8 +465,13 @@ impl EpollEngine {
                     r
                 }
             } else if code == opcode::PollAdd::CODE {
-                // Readiness is what was asked: report it as poll bits.
-                libc::POLLIN as i32
+                // Ask poll(2) itself which of the requested events the fd has now; none
+                // means wait for the next edge (any edge wakes a poll of either kind).
+                let mask = (s.op_flags & 0xFFFF) as i16;
+                match nb::poll_now(fd, mask) {
+                    0 => return Attempt::NotReady,
+                    r => r,
+                }
             } else {
                 -libc::EINVAL
             }

@@ -155,6 +155,8 @@ pub(crate) struct LoopInner {
     pub(crate) signals: crate::signal::LoopSignals,
     /// The default executor and results on their way (`run_in_executor`).
     pub(crate) executor: crate::executor::LoopExecutor,
+    /// Child processes, killed and reaped if still running at close.
+    pub(crate) processes: crate::process::LoopProcesses,
 }
 
 /// An asyncio-style event loop driven by an io_uring ring. Cheap to clone (a handle).
@@ -329,6 +331,7 @@ impl LoopBuilder {
             pid: crate::sys::getpid(),
             signals: Default::default(),
             executor: Default::default(),
+            processes: Default::default(),
         });
         inner.arm_wake_read();
         Ok(EventLoop { inner })
@@ -901,6 +904,7 @@ impl LoopInner {
         self.flush_queue.borrow_mut().clear();
         self.signals.close();
         self.executor.close();
+        self.processes.close();
         drop(self.shared.close());
         self.buf_ring.borrow_mut().take();
         if self.driver.shutdown(CLOSE_BOUND) > 0 {

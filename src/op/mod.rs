@@ -10,10 +10,12 @@ mod close;
 mod connect;
 mod msg;
 mod nop;
+mod poll;
 mod read;
 mod readv;
 mod recv;
 mod send;
+mod waitid;
 mod write;
 mod writev;
 
@@ -22,10 +24,12 @@ pub(crate) use close::Close;
 pub(crate) use connect::Connect;
 pub(crate) use msg::{Received, RecvMsg, SendMsg};
 pub(crate) use nop::Nop;
+pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
 pub(crate) use recv::Recv;
 pub(crate) use send::Send;
+pub(crate) use waitid::WaitId;
 pub(crate) use write::Write;
 pub(crate) use writev::Writev;
 

@@ -3,6 +3,7 @@
 //! driver's ring set-up.
 
 pub(crate) mod nonblocking;
+pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
 

@@ -196,3 +196,18 @@ pub(crate) fn so_error(fd: RawFd) -> i32 {
         Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
+
+/// The poll events of `mask` that `fd` has now (0 if none), or `-errno`.
+pub(crate) fn poll_now(fd: RawFd, mask: i16) -> i32 {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: mask,
+        revents: 0,
+    };
+    // SAFETY: pfd is one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if rc < 0 {
+        return -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    }
+    i32::from(pfd.revents as u16)
+}

@@ -5,17 +5,23 @@
 //!   plus a backlog that leaves as the next single send; writes of one iteration are
 //!   coalesced into one send just before the loop submits.
 //! - [`DatagramTransport`] (UDP, Unix datagram): one `recvmsg` in flight; sends queue.
+//! - [`ReadPipeTransport`] / [`WritePipeTransport`] (a child's stdout/stderr and stdin):
+//!   one `read` in flight into an owned buffer; writes coalesced as for streams, with a
+//!   `POLLERR` watch for a reader that goes away.
 //!
-//! Both follow asyncio's proactor rules (see `docs/transports.md`): pausing reading never
+//! All follow asyncio's proactor rules (see `docs/transports.md`): pausing reading never
 //! cancels a receive that may already hold bytes — what completes while paused is held and
 //! delivered on resume; `connection_lost` comes exactly once, last; the fd is closed only
 //! after the last op that names it has completed.
 
 mod datagram;
+mod pipe;
 mod protocol_ref;
 mod stream;
 
 pub use datagram::DatagramTransport;
+pub(crate) use pipe::PipeProtocol;
+pub use pipe::{ReadPipeTransport, WritePipeTransport};
 pub(crate) use protocol_ref::ProtocolRef;
 pub(crate) use stream::StreamKind;
 pub use stream::StreamTransport;
