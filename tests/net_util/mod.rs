@@ -548,3 +548,93 @@ pub async fn echo_client(
     writer.await.expect("the writer task");
     verifier
 }
+
+/// A `create_server` whose connections each get a [`Recorder`] set up by `setup`; the
+/// returned list fills with each connection's [`Seen`] as it is accepted.
+pub async fn recorder_server(
+    setup: impl Fn(&mut Recorder) + 'static,
+) -> (ringloop::net::Server, Rc<RefCell<Vec<Rc<Seen>>>>) {
+    let list = Rc::new(RefCell::new(Vec::new()));
+    let l2 = list.clone();
+    let server = ringloop::get_running_loop()
+        .expect("a running loop")
+        .create_server(
+            move || {
+                let (mut r, seen) = Recorder::new();
+                setup(&mut r);
+                l2.borrow_mut().push(seen);
+                r
+            },
+            "127.0.0.1:0",
+        )
+        .await
+        .expect("create_server");
+    (server, list)
+}
+
+/// Waits for the `n`th accepted connection's [`Seen`] (after its `connection_made`).
+pub async fn accepted(list: &Rc<RefCell<Vec<Rc<Seen>>>>, n: usize) -> Rc<Seen> {
+    wait_until(Duration::from_secs(10), "an accepted connection", || {
+        list.borrow()
+            .get(n)
+            .is_some_and(|s| s.transport.borrow().is_some())
+    })
+    .await;
+    list.borrow()[n].clone()
+}
+
+/// Reads until end of stream; the error (with what had arrived) if a read fails.
+pub async fn read_to_end<S: AsyncRead>(s: &S) -> Result<Vec<u8>, (io::Error, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        let (res, back) = s.read_buf(buf).await;
+        buf = back;
+        match res {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return Err((e, out)),
+        }
+    }
+}
+
+/// The async read both `TcpStream` and `UnixStream` have.
+pub trait AsyncRead {
+    fn read_buf(
+        &self,
+        buf: Vec<u8>,
+    ) -> impl std::future::Future<Output = (io::Result<usize>, Vec<u8>)>;
+}
+
+impl AsyncRead for ringloop::net::TcpStream {
+    fn read_buf(
+        &self,
+        buf: Vec<u8>,
+    ) -> impl std::future::Future<Output = (io::Result<usize>, Vec<u8>)> {
+        self.read(buf)
+    }
+}
+
+impl AsyncRead for ringloop::net::UnixStream {
+    fn read_buf(
+        &self,
+        buf: Vec<u8>,
+    ) -> impl std::future::Future<Output = (io::Result<usize>, Vec<u8>)> {
+        self.read(buf)
+    }
+}
+
+/// Counts reports reaching the running loop's exception handler; returns the messages.
+pub fn count_exceptions() -> Rc<RefCell<Vec<String>>> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s2 = seen.clone();
+    ringloop::get_running_loop()
+        .expect("a running loop")
+        .set_exception_handler(Some(
+            move |_: &EventLoop, ctx: &ringloop::ExceptionContext| {
+                s2.borrow_mut()
+                    .push(format!("{}: {:?}", ctx.message, ctx.error));
+            },
+        ));
+    seen
+}
