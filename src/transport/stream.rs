@@ -107,6 +107,10 @@ pub(crate) struct StreamInner {
     protocol: RefCell<ProtocolRef>,
     st: RefCell<State>,
     raw_fd: i32,
+    /// `peername` and `sockname`, read once at creation (as asyncio does): the fd number
+    /// may name another file once the connection is over.
+    peer: Option<ExtraInfo>,
+    local: Option<ExtraInfo>,
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
     /// Set once connection_made was delivered.
     made: Cell<bool>,
@@ -131,6 +135,15 @@ impl StreamTransport {
     ) -> Self {
         let net = event_loop.inner.net;
         let raw_fd = fd.raw();
+        let info = |addr: io::Result<socket::RawAddr>| {
+            let addr = addr.ok()?;
+            match kind {
+                StreamKind::Tcp => addr.to_socket_addr().map(ExtraInfo::Addr),
+                StreamKind::Unix => addr.to_unix_path().map(ExtraInfo::UnixPath),
+            }
+        };
+        let peer = info(socket::peer_addr(raw_fd));
+        let local = info(socket::local_addr(raw_fd));
         StreamTransport {
             inner: Rc::new(StreamInner {
                 event_loop: event_loop.clone(),
@@ -158,6 +171,8 @@ impl StreamTransport {
                     lost_scheduled: false,
                 }),
                 raw_fd,
+                peer,
+                local,
                 on_lost: RefCell::new(None),
                 made: Cell::new(false),
             }),
@@ -269,32 +284,25 @@ impl StreamTransport {
         Ok(())
     }
 
-    /// asyncio's `get_extra_info`: `"peername"`, `"sockname"` or `"socket"` (the fd).
+    /// asyncio's `get_extra_info`: `"peername"`, `"sockname"` (both read when the
+    /// connection was made) or `"socket"` (the fd).
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let addr = match name {
-            "peername" => socket::peer_addr(self.inner.raw_fd).ok()?,
-            "sockname" => socket::local_addr(self.inner.raw_fd).ok()?,
-            "socket" | "fd" => return Some(ExtraInfo::Fd(self.inner.raw_fd)),
-            _ => return None,
-        };
-        match self.inner.kind {
-            StreamKind::Tcp => addr.to_socket_addr().map(ExtraInfo::Addr),
-            StreamKind::Unix => addr.to_unix_path().map(ExtraInfo::UnixPath),
+        match name {
+            "peername" => self.inner.peer.clone(),
+            "sockname" => self.inner.local.clone(),
+            "socket" | "fd" => Some(ExtraInfo::Fd(self.inner.raw_fd)),
+            _ => None,
         }
     }
 
     /// The peer's IP address (TCP).
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        socket::peer_addr(self.inner.raw_fd)?
-            .to_socket_addr()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+        ip_of(&self.inner.peer)
     }
 
     /// The local IP address (TCP).
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        socket::local_addr(self.inner.raw_fd)?
-            .to_socket_addr()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+        ip_of(&self.inner.local)
     }
 
     /// Replaces the protocol (later callbacks go to `protocol`).
@@ -329,7 +337,38 @@ impl fmt::Debug for StreamTransport {
     }
 }
 
+fn ip_of(info: &Option<ExtraInfo>) -> io::Result<std::net::SocketAddr> {
+    match info {
+        Some(ExtraInfo::Addr(a)) => Ok(*a),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an IP socket",
+        )),
+        None => Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the address was unknown when the connection was made",
+        )),
+    }
+}
+
 impl StreamInner {
+    /// Names the connection in messages: the peer's address (or, for an unnamed Unix
+    /// peer, our own path) and the fd.
+    fn describe(&self) -> String {
+        let name = |info: &Option<ExtraInfo>| match info {
+            Some(ExtraInfo::Addr(a)) => Some(a.to_string()),
+            Some(ExtraInfo::UnixPath(p)) if !p.as_os_str().is_empty() => {
+                Some(p.display().to_string())
+            }
+            _ => None,
+        };
+        match (name(&self.peer), name(&self.local)) {
+            (Some(peer), _) => format!("to {peer} (fd {})", self.raw_fd),
+            (None, Some(local)) => format!("on {local} (fd {})", self.raw_fd),
+            (None, None) => format!("(fd {})", self.raw_fd),
+        }
+    }
+
     fn protocol(&self) -> ProtocolRef {
         self.protocol.borrow().clone()
     }
@@ -587,13 +626,13 @@ impl StreamInner {
         if st.closing || st.lost_scheduled {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
-                format!("write on a closed transport (fd {})", self.raw_fd),
+                format!("write on a closed transport {}", self.describe()),
             ));
         }
         if st.eof_requested {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
-                format!("write after write_eof (fd {})", self.raw_fd),
+                format!("write after write_eof on the transport {}", self.describe()),
             ));
         }
         if data.is_empty() {
@@ -798,8 +837,8 @@ impl StreamInner {
         if !is_peer_reset(&err) {
             self.event_loop.call_exception_handler(ExceptionContext {
                 message: format!(
-                    "fatal error on stream transport (fd {}) while {doing}",
-                    self.raw_fd
+                    "fatal error on the stream transport {} while {doing}",
+                    self.describe()
                 ),
                 error: Some(io::Error::new(err.kind(), err.to_string()).into()),
             });
