@@ -317,6 +317,9 @@ fn extra_info_and_set_protocol() {
         drop(client);
         wait_until(T, "lost at the new protocol", || seen2.lost()).await;
         assert!(!seen.lost());
+        // The addresses outlive the fd (its number may already name another file).
+        assert_eq!(t.get_extra_info("sockname"), Some(ExtraInfo::Addr(addr)));
+        assert_eq!(t.local_addr().unwrap(), addr);
         server.close();
         server.wait_closed().await;
     });
