@@ -99,6 +99,13 @@ impl State {
     fn write_buffer_size(&self) -> usize {
         self.backlog.len() + self.in_flight
     }
+
+    /// Whether a completion must be held rather than delivered: reading is paused, or
+    /// earlier completions are still held (resume delivers them through `call_soon`, and
+    /// a multishot receive whose cancel had not landed yet may complete before that).
+    fn must_hold(&self) -> bool {
+        !self.reading || !self.held.is_empty()
+    }
 }
 
 pub(crate) struct StreamInner {
@@ -479,7 +486,7 @@ impl StreamInner {
         if c.result > 0 {
             if st.lost_scheduled || st.closing {
                 drop(st);
-            } else if !st.reading {
+            } else if st.must_hold() {
                 st.held.push_back(Held::Data(data.to_vec()));
                 drop(st);
             } else {
@@ -510,7 +517,7 @@ impl StreamInner {
                 st.eof = true;
                 if st.lost_scheduled || st.closing {
                     drop(st);
-                } else if !st.reading {
+                } else if st.must_hold() {
                     st.held.push_back(Held::Eof);
                     drop(st);
                 } else {
@@ -541,7 +548,7 @@ impl StreamInner {
                 let err = io::Error::from_raw_os_error(-e);
                 if st.lost_scheduled || st.closing {
                     drop(st);
-                } else if !st.reading {
+                } else if st.must_hold() {
                     st.held.push_back(Held::Error(err));
                     drop(st);
                 } else {
