@@ -206,17 +206,16 @@ impl StreamTransport {
     }
 
     /// Queues `data` for sending; never blocks. Everything written during one loop
-    /// iteration leaves in one send. Errors after `close`/`abort` or `write_eof`.
+    /// iteration leaves in one send. A write that queues behind earlier unsent bytes
+    /// calls `pause_writing` once the buffer passes the high mark. Errors after
+    /// `close`/`abort` or `write_eof`.
     pub fn write(&self, data: &[u8]) -> io::Result<()> {
-        self.inner.write(data)
+        self.inner.write([data])
     }
 
     /// Writes each buffer in order (one send, like one `write` of their concatenation).
     pub fn writelines<'a>(&self, data: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
-        for d in data {
-            self.inner.write(d)?;
-        }
-        Ok(())
+        self.inner.write(data)
     }
 
     /// Closes the write side once the buffer is flushed (half-close).
@@ -628,7 +627,15 @@ impl StreamInner {
 
     // ----- writing -----
 
-    fn write(self: &Rc<Self>, data: &[u8]) -> io::Result<()> {
+    /// Appends `parts` to the backlog as one write.
+    ///
+    /// As in asyncio's proactor transport, the first write on an idle transport starts a
+    /// send (here: at the loop's next flush) and is not judged for flow control — a send
+    /// that completes at once must not pause; it is judged when it completes short. A
+    /// write that queues behind earlier bytes (a send in flight, or a backlog waiting for
+    /// the flush) is judged at once, so a protocol writing in a loop sees
+    /// `pause_writing` as soon as the buffer passes the high mark.
+    fn write<'a>(self: &Rc<Self>, parts: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
         let mut st = self.st.borrow_mut();
         if st.closing || st.lost_scheduled {
             return Err(io::Error::new(
@@ -642,20 +649,22 @@ impl StreamInner {
                 format!("write after write_eof on the transport {}", self.describe()),
             ));
         }
-        if data.is_empty() {
+        let queued_behind = st.send.is_some() || !st.backlog.is_empty();
+        for data in parts {
+            st.backlog.extend_from_slice(data);
+        }
+        if st.backlog.is_empty() {
             return Ok(());
         }
-        st.backlog.extend_from_slice(data);
-        let sending = st.send.is_some();
-        if !sending && !st.flush_scheduled {
+        let schedule = st.send.is_none() && !st.flush_scheduled;
+        if schedule {
             st.flush_scheduled = true;
-            drop(st);
-            self.event_loop.inner.schedule_flush(self.clone());
-            return Ok(());
         }
         drop(st);
-        if sending {
-            // Bytes are waiting behind a send: this is where the buffer can grow.
+        if schedule {
+            self.event_loop.inner.schedule_flush(self.clone());
+        }
+        if queued_behind {
             Self::maybe_pause(self);
         }
         Ok(())
