@@ -267,3 +267,90 @@ fn pause_resume_storm_single_shot() {
 fn pause_resume_storm_tiny_ring() {
     pause_resume_storm(EventLoop::builder().recv_buffers(4, 4096));
 }
+
+/// Writing in a loop until `pause_writing` — with no chance for the loop to send in
+/// between — stops once the buffer passes the high mark, as asyncio's transports do (the
+/// first write starts the send; later ones queue behind it and are flow-controlled).
+#[test]
+fn write_loop_without_yielding_pauses() {
+    const CHUNK: usize = 16 * 1024;
+    run(async move {
+        let (server, list) = recorder_server(|_| {}).await;
+        let client = TcpStream::connect(server.sockets()[0]).await.unwrap();
+        let seen = accepted(&list, 0).await;
+        let t = seen.transport();
+        let mut writes = 0;
+        while seen.count(|e| *e == Ev::PauseWriting) == 0 {
+            assert!(writes < 1000, "no pause_writing after {writes} writes");
+            t.write(&[0u8; CHUNK]).unwrap();
+            writes += 1;
+        }
+        assert_eq!(
+            writes,
+            64 / 16 + 1,
+            "writes before the buffer passed the mark"
+        );
+        assert!(seen.size_at_pause.get().unwrap() > 64 * 1024);
+        t.close();
+        let got = read_to_end(&client).await.map_err(|(e, _)| e).unwrap();
+        assert_eq!(got.len(), writes * CHUNK);
+        wait_until(T, "lost", || seen.lost()).await;
+        // Everything left: resumed before connection_lost.
+        assert_eq!(
+            seen.count(|e| *e == Ev::ResumeWriting),
+            1,
+            "{:?}",
+            seen.events()
+        );
+        server.close();
+        server.wait_closed().await;
+    });
+}
+
+/// An echo server that mirrors write backpressure onto reading (pause_reading on
+/// pause_writing, resume on resume) against a client that writes everything at once:
+/// reading is paused and resumed many times while receives complete, and every byte
+/// must come back in order. (Held data once got overtaken by a completion arriving
+/// between `resume_reading` and the delivery of what was held.)
+fn echo_with_backpressure_in_order(unix: bool) {
+    const LEN: usize = 4 << 20;
+    run(async move {
+        let l = get_running_loop().unwrap();
+        let stats = std::sync::Arc::new(EchoStats::default());
+        let s2 = stats.clone();
+        let path = temp_sock_path("flow");
+        let server = if unix {
+            l.create_unix_server(move || Echo::new(&s2), &path).await
+        } else {
+            l.create_server(move || Echo::new(&s2), "127.0.0.1:0").await
+        }
+        .unwrap();
+        let (r, seen) = Recorder::new();
+        let (t, _) = if unix {
+            l.create_unix_connection(move || r, &path).await
+        } else {
+            l.create_connection(move || r, &server.sockets()[0].to_string())
+                .await
+        }
+        .unwrap();
+        t.write(&pattern(17, LEN)).unwrap();
+        t.write_eof().unwrap();
+        wait_until(Duration::from_secs(20), "the echo and EOF", || seen.lost()).await;
+        let mut v = Verifier::new(17);
+        v.feed(&seen.bytes.borrow());
+        v.assert_complete(LEN as u64, "echo with backpressure");
+        assert!(stats.paused.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        server.close();
+        server.wait_closed().await;
+    });
+}
+
+#[test]
+fn echo_with_backpressure_in_order_tcp() {
+    echo_with_backpressure_in_order(false);
+}
+
+#[test]
+fn echo_with_backpressure_in_order_unix() {
+    echo_with_backpressure_in_order(true);
+}
