@@ -281,3 +281,75 @@ fn async_udp_socket() {
         assert_eq!(buf, vec![7u8; 10]);
     });
 }
+
+/// Replies three 30 KB datagrams to each one it receives.
+#[derive(Default)]
+struct Burst {
+    transport: Option<DatagramTransport>,
+    received: usize,
+    paused: usize,
+    resumed: usize,
+}
+
+impl DatagramProtocol for Burst {
+    fn connection_made(&mut self, transport: &DatagramTransport) {
+        self.transport = Some(transport.clone());
+    }
+
+    fn datagram_received(&mut self, _data: &[u8], addr: Option<SocketAddr>) {
+        self.received += 1;
+        let t = self.transport.as_ref().unwrap();
+        for _ in 0..3 {
+            t.sendto(&[5u8; 30_000], addr).unwrap();
+        }
+    }
+
+    fn pause_writing(&mut self) {
+        self.paused += 1;
+    }
+
+    fn resume_writing(&mut self) {
+        self.resumed += 1;
+    }
+}
+
+/// Replies from inside `datagram_received` that pass the high mark: `pause_writing` must
+/// reach the protocol even though it is busy in that callback (it once panicked on the
+/// protocol's RefCell and left the endpoint deaf), and the endpoint keeps receiving.
+#[test]
+fn sendto_past_high_mark_inside_a_callback() {
+    run(async {
+        let errors = count_exceptions();
+        let l = get_running_loop().unwrap();
+        let (server, burst) = l
+            .create_datagram_endpoint(
+                Burst::default,
+                Some("127.0.0.1:0"),
+                None,
+                DatagramOptions::default(),
+            )
+            .await
+            .unwrap();
+        let to = server.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_recv_buffer_size(4 << 20).unwrap();
+        for round in 1..=5 {
+            let (res, _) = client.send_to(vec![round as u8], to).await;
+            res.unwrap();
+            for _ in 0..3 {
+                let (res, _) = ringloop::timeout(T, client.recv_from(Vec::with_capacity(40_000)))
+                    .await
+                    .expect("a reply in time");
+                assert_eq!(res.unwrap().0, 30_000);
+            }
+            assert_eq!(burst.borrow().received, round);
+        }
+        wait_until(T, "resume_writing", || {
+            let b = burst.borrow();
+            b.paused > 0 && b.paused == b.resumed
+        })
+        .await;
+        assert!(errors.borrow().is_empty(), "{:?}", errors.borrow());
+        server.close();
+    });
+}
