@@ -324,3 +324,82 @@ fn extra_info_and_set_protocol() {
         server.wait_closed().await;
     });
 }
+
+/// `Server.close()` stops accepting but leaves open connections alone; `wait_closed`
+/// returns only once they are gone (rule 18). `start_serving: false` defers accepting;
+/// `serve_forever` returns when the server closes; `reuse_port` lets two servers share
+/// a port.
+#[test]
+fn server_close_leaves_connections_alone() {
+    use ringloop::net::ServerOptions;
+    run(async {
+        let l = get_running_loop().unwrap();
+        let stats = std::sync::Arc::new(EchoStats::default());
+        let s2 = stats.clone();
+        let server = l
+            .create_server_with(
+                move || Echo::new(&s2),
+                "127.0.0.1:0",
+                ServerOptions {
+                    start_serving: false,
+                    reuse_port: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!server.is_serving());
+        let addr = server.sockets()[0];
+        let s3 = stats.clone();
+        let twin = l
+            .create_server_with(
+                move || Echo::new(&s3),
+                &addr.to_string(),
+                ServerOptions {
+                    reuse_port: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(twin.sockets(), vec![addr]);
+        twin.close();
+        twin.wait_closed().await;
+
+        let forever = ringloop::spawn({
+            let server = server.clone();
+            async move { server.serve_forever().await }
+        });
+        sleep(Duration::from_millis(10)).await;
+        assert!(server.is_serving());
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (res, _) = client.write_all(b"one".to_vec()).await;
+        res.unwrap();
+        let (res, buf) = client.read(Vec::with_capacity(8)).await;
+        assert_eq!(&buf[..res.unwrap()], b"one");
+        assert_eq!(server.active_connections(), 1);
+
+        server.close();
+        assert!(!server.is_serving());
+        ringloop::timeout(T, forever).await.unwrap().unwrap();
+        // New connections are refused; the open one still echoes.
+        let e = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        let (res, _) = client.write_all(b"two".to_vec()).await;
+        res.unwrap();
+        let (res, buf) = client.read(Vec::with_capacity(8)).await;
+        assert_eq!(&buf[..res.unwrap()], b"two");
+        let waiter = ringloop::spawn({
+            let server = server.clone();
+            async move { server.wait_closed().await }
+        });
+        sleep(Duration::from_millis(30)).await;
+        assert!(
+            !waiter.is_finished(),
+            "wait_closed returned with a connection open"
+        );
+        drop(client);
+        ringloop::timeout(T, waiter).await.unwrap().unwrap();
+        assert_eq!(server.active_connections(), 0);
+    });
+}
