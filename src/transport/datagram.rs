@@ -33,7 +33,12 @@ struct State {
     buffer_size: usize,
     high: usize,
     low: usize,
+    /// Whether the buffer is above the high mark (until it drains to the low mark).
     paused: bool,
+    /// What the protocol was last told (`pause_writing` / `resume_writing`).
+    told_paused: bool,
+    /// A [`DatagramInner::sync_flow`] is queued (the protocol was busy).
+    sync_scheduled: bool,
     closing: bool,
     lost_scheduled: bool,
 }
@@ -74,6 +79,8 @@ impl DatagramTransport {
                     high: super::DEFAULT_HIGH_WATER,
                     low: super::DEFAULT_LOW_WATER,
                     paused: false,
+                    told_paused: false,
+                    sync_scheduled: false,
                     closing: false,
                     lost_scheduled: false,
                 }),
@@ -259,9 +266,7 @@ impl DatagramInner {
         if !st.paused && st.buffer_size > st.high {
             st.paused = true;
             drop(st);
-            if let Some(p) = self.protocol() {
-                p.borrow_mut().pause_writing();
-            }
+            Self::sync_flow(self);
         }
         Ok(())
     }
@@ -271,25 +276,56 @@ impl DatagramInner {
             return;
         };
         let (result, buf) = send.complete(c.into_result());
-        let resume = {
+        {
             let mut st = self.st.borrow_mut();
             st.buffer_size = st.buffer_size.saturating_sub(buf.len());
-            let resume = st.paused && st.buffer_size <= st.low;
-            if resume {
+            if st.paused && st.buffer_size <= st.low {
                 st.paused = false;
             }
-            resume
-        };
+        }
         if let Err(e) = result
             && e.raw_os_error() != Some(libc::ECANCELED)
             && let Some(p) = self.protocol()
         {
             p.borrow_mut().error_received(e);
         }
-        if resume && let Some(p) = self.protocol() {
-            p.borrow_mut().resume_writing();
-        }
+        Self::sync_flow(self);
         self.maybe_finish();
+    }
+
+    /// Tells the protocol `pause_writing` or `resume_writing` when its last word differs
+    /// from the state. A protocol busy in a callback (replying from `datagram_received`
+    /// is the usual case) hears it through `call_soon` instead, in order.
+    fn sync_flow(self: &Rc<Self>) {
+        let want = {
+            let st = self.st.borrow();
+            if st.paused == st.told_paused {
+                return;
+            }
+            st.paused
+        };
+        let Some(p) = self.protocol() else {
+            return;
+        };
+        let Ok(mut protocol) = p.try_borrow_mut() else {
+            let mut st = self.st.borrow_mut();
+            if !st.sync_scheduled {
+                st.sync_scheduled = true;
+                drop(st);
+                let this = self.clone();
+                self.event_loop.call_soon(move || {
+                    this.st.borrow_mut().sync_scheduled = false;
+                    Self::sync_flow(&this);
+                });
+            }
+            return;
+        };
+        self.st.borrow_mut().told_paused = want;
+        if want {
+            protocol.pause_writing();
+        } else {
+            protocol.resume_writing();
+        }
     }
 
     fn close(self: &Rc<Self>, abort: bool) {

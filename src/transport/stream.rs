@@ -99,6 +99,13 @@ impl State {
     fn write_buffer_size(&self) -> usize {
         self.backlog.len() + self.in_flight
     }
+
+    /// Whether a completion must be held rather than delivered: reading is paused, or
+    /// earlier completions are still held (resume delivers them through `call_soon`, and
+    /// a multishot receive whose cancel had not landed yet may complete before that).
+    fn must_hold(&self) -> bool {
+        !self.reading || !self.held.is_empty()
+    }
 }
 
 pub(crate) struct StreamInner {
@@ -107,6 +114,10 @@ pub(crate) struct StreamInner {
     protocol: RefCell<ProtocolRef>,
     st: RefCell<State>,
     raw_fd: i32,
+    /// `peername` and `sockname`, read once at creation (as asyncio does): the fd number
+    /// may name another file once the connection is over.
+    peer: Option<ExtraInfo>,
+    local: Option<ExtraInfo>,
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
     /// Set once connection_made was delivered.
     made: Cell<bool>,
@@ -131,6 +142,15 @@ impl StreamTransport {
     ) -> Self {
         let net = event_loop.inner.net;
         let raw_fd = fd.raw();
+        let info = |addr: io::Result<socket::RawAddr>| {
+            let addr = addr.ok()?;
+            match kind {
+                StreamKind::Tcp => addr.to_socket_addr().map(ExtraInfo::Addr),
+                StreamKind::Unix => addr.to_unix_path().map(ExtraInfo::UnixPath),
+            }
+        };
+        let peer = info(socket::peer_addr(raw_fd));
+        let local = info(socket::local_addr(raw_fd));
         StreamTransport {
             inner: Rc::new(StreamInner {
                 event_loop: event_loop.clone(),
@@ -158,6 +178,8 @@ impl StreamTransport {
                     lost_scheduled: false,
                 }),
                 raw_fd,
+                peer,
+                local,
                 on_lost: RefCell::new(None),
                 made: Cell::new(false),
             }),
@@ -184,17 +206,16 @@ impl StreamTransport {
     }
 
     /// Queues `data` for sending; never blocks. Everything written during one loop
-    /// iteration leaves in one send. Errors after `close`/`abort` or `write_eof`.
+    /// iteration leaves in one send. A write that queues behind earlier unsent bytes
+    /// calls `pause_writing` once the buffer passes the high mark. Errors after
+    /// `close`/`abort` or `write_eof`.
     pub fn write(&self, data: &[u8]) -> io::Result<()> {
-        self.inner.write(data)
+        self.inner.write([data])
     }
 
     /// Writes each buffer in order (one send, like one `write` of their concatenation).
     pub fn writelines<'a>(&self, data: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
-        for d in data {
-            self.inner.write(d)?;
-        }
-        Ok(())
+        self.inner.write(data)
     }
 
     /// Closes the write side once the buffer is flushed (half-close).
@@ -269,32 +290,25 @@ impl StreamTransport {
         Ok(())
     }
 
-    /// asyncio's `get_extra_info`: `"peername"`, `"sockname"` or `"socket"` (the fd).
+    /// asyncio's `get_extra_info`: `"peername"`, `"sockname"` (both read when the
+    /// connection was made) or `"socket"` (the fd).
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let addr = match name {
-            "peername" => socket::peer_addr(self.inner.raw_fd).ok()?,
-            "sockname" => socket::local_addr(self.inner.raw_fd).ok()?,
-            "socket" | "fd" => return Some(ExtraInfo::Fd(self.inner.raw_fd)),
-            _ => return None,
-        };
-        match self.inner.kind {
-            StreamKind::Tcp => addr.to_socket_addr().map(ExtraInfo::Addr),
-            StreamKind::Unix => addr.to_unix_path().map(ExtraInfo::UnixPath),
+        match name {
+            "peername" => self.inner.peer.clone(),
+            "sockname" => self.inner.local.clone(),
+            "socket" | "fd" => Some(ExtraInfo::Fd(self.inner.raw_fd)),
+            _ => None,
         }
     }
 
     /// The peer's IP address (TCP).
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        socket::peer_addr(self.inner.raw_fd)?
-            .to_socket_addr()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+        ip_of(&self.inner.peer)
     }
 
     /// The local IP address (TCP).
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        socket::local_addr(self.inner.raw_fd)?
-            .to_socket_addr()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+        ip_of(&self.inner.local)
     }
 
     /// Replaces the protocol (later callbacks go to `protocol`).
@@ -329,7 +343,38 @@ impl fmt::Debug for StreamTransport {
     }
 }
 
+fn ip_of(info: &Option<ExtraInfo>) -> io::Result<std::net::SocketAddr> {
+    match info {
+        Some(ExtraInfo::Addr(a)) => Ok(*a),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an IP socket",
+        )),
+        None => Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the address was unknown when the connection was made",
+        )),
+    }
+}
+
 impl StreamInner {
+    /// Names the connection in messages: the peer's address (or, for an unnamed Unix
+    /// peer, our own path) and the fd.
+    fn describe(&self) -> String {
+        let name = |info: &Option<ExtraInfo>| match info {
+            Some(ExtraInfo::Addr(a)) => Some(a.to_string()),
+            Some(ExtraInfo::UnixPath(p)) if !p.as_os_str().is_empty() => {
+                Some(p.display().to_string())
+            }
+            _ => None,
+        };
+        match (name(&self.peer), name(&self.local)) {
+            (Some(peer), _) => format!("to {peer} (fd {})", self.raw_fd),
+            (None, Some(local)) => format!("on {local} (fd {})", self.raw_fd),
+            (None, None) => format!("(fd {})", self.raw_fd),
+        }
+    }
+
     fn protocol(&self) -> ProtocolRef {
         self.protocol.borrow().clone()
     }
@@ -440,7 +485,7 @@ impl StreamInner {
         if c.result > 0 {
             if st.lost_scheduled || st.closing {
                 drop(st);
-            } else if !st.reading {
+            } else if st.must_hold() {
                 st.held.push_back(Held::Data(data.to_vec()));
                 drop(st);
             } else {
@@ -471,7 +516,7 @@ impl StreamInner {
                 st.eof = true;
                 if st.lost_scheduled || st.closing {
                     drop(st);
-                } else if !st.reading {
+                } else if st.must_hold() {
                     st.held.push_back(Held::Eof);
                     drop(st);
                 } else {
@@ -502,7 +547,7 @@ impl StreamInner {
                 let err = io::Error::from_raw_os_error(-e);
                 if st.lost_scheduled || st.closing {
                     drop(st);
-                } else if !st.reading {
+                } else if st.must_hold() {
                     st.held.push_back(Held::Error(err));
                     drop(st);
                 } else {
@@ -582,34 +627,44 @@ impl StreamInner {
 
     // ----- writing -----
 
-    fn write(self: &Rc<Self>, data: &[u8]) -> io::Result<()> {
+    /// Appends `parts` to the backlog as one write.
+    ///
+    /// As in asyncio's proactor transport, the first write on an idle transport starts a
+    /// send (here: at the loop's next flush) and is not judged for flow control — a send
+    /// that completes at once must not pause; it is judged when it completes short. A
+    /// write that queues behind earlier bytes (a send in flight, or a backlog waiting for
+    /// the flush) is judged at once, so a protocol writing in a loop sees
+    /// `pause_writing` as soon as the buffer passes the high mark.
+    fn write<'a>(self: &Rc<Self>, parts: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
         let mut st = self.st.borrow_mut();
         if st.closing || st.lost_scheduled {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
-                format!("write on a closed transport (fd {})", self.raw_fd),
+                format!("write on a closed transport {}", self.describe()),
             ));
         }
         if st.eof_requested {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
-                format!("write after write_eof (fd {})", self.raw_fd),
+                format!("write after write_eof on the transport {}", self.describe()),
             ));
         }
-        if data.is_empty() {
+        let queued_behind = st.send.is_some() || !st.backlog.is_empty();
+        for data in parts {
+            st.backlog.extend_from_slice(data);
+        }
+        if st.backlog.is_empty() {
             return Ok(());
         }
-        st.backlog.extend_from_slice(data);
-        let sending = st.send.is_some();
-        if !sending && !st.flush_scheduled {
+        let schedule = st.send.is_none() && !st.flush_scheduled;
+        if schedule {
             st.flush_scheduled = true;
-            drop(st);
-            self.event_loop.inner.schedule_flush(self.clone());
-            return Ok(());
         }
         drop(st);
-        if sending {
-            // Bytes are waiting behind a send: this is where the buffer can grow.
+        if schedule {
+            self.event_loop.inner.schedule_flush(self.clone());
+        }
+        if queued_behind {
             Self::maybe_pause(self);
         }
         Ok(())
@@ -799,8 +854,8 @@ impl StreamInner {
         if !is_peer_reset(&err) {
             self.event_loop.call_exception_handler(ExceptionContext {
                 message: format!(
-                    "fatal error on stream transport (fd {}) while {doing}",
-                    self.raw_fd
+                    "fatal error on the stream transport {} while {doing}",
+                    self.describe()
                 ),
                 error: Some(io::Error::new(err.kind(), err.to_string()).into()),
             });
