@@ -403,3 +403,37 @@ fn server_close_leaves_connections_alone() {
         assert_eq!(server.active_connections(), 0);
     });
 }
+
+/// The peer's last bytes and its FIN arrive together, before anything is read: a read
+/// that takes the bytes (a short read) must still be followed by the end of stream.
+/// (The epoll engine once took a short read for "drained, wait for the next edge"; after
+/// a FIN no edge comes, and the reader hung.)
+#[test]
+fn data_and_fin_queued_together_give_data_then_eof() {
+    run(async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Async client, std peer: the peer writes and shuts down before the first read.
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut peer, &pattern(5, 1000)).unwrap();
+        peer.shutdown(Shutdown::Write).unwrap();
+        sleep(Duration::from_millis(20)).await;
+        let got = read_to_end(&client).await.map_err(|(e, _)| e).unwrap();
+        assert_eq!(got, pattern(5, 1000));
+
+        // Protocol client: data_received with every byte, then eof_received.
+        let (r, seen) = Recorder::new();
+        let l = get_running_loop().unwrap();
+        let (_t, _) = l
+            .create_connection(move || r, &addr.to_string())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut peer, &pattern(6, 1000)).unwrap();
+        peer.shutdown(Shutdown::Write).unwrap();
+        wait_until(T, "eof_received", || seen.events().contains(&Ev::Eof)).await;
+        assert_eq!(*seen.bytes.borrow(), pattern(6, 1000));
+        seen.assert_order();
+    });
+}

@@ -87,6 +87,9 @@ struct FdState {
     always_ready: bool,
     readable: bool,
     writable: bool,
+    /// The peer's end of stream (or an error) was seen: reads never block again, and no
+    /// further edge will come, so a short read must not clear `readable`.
+    read_closed: bool,
     readers: VecDeque<u64>,
     writers: VecDeque<u64>,
 }
@@ -221,6 +224,9 @@ impl EpollEngine {
             if let Some(state) = self.fds.get_mut(fd as usize) {
                 if bits & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0 || err {
                     state.readable = true;
+                }
+                if bits & libc::EPOLLRDHUP != 0 || err {
+                    state.read_closed = true;
                 }
                 if bits & libc::EPOLLOUT != 0 || err {
                     state.writable = true;
@@ -422,8 +428,14 @@ impl EpollEngine {
             if code == opcode::Recv::CODE {
                 let r = nb::recv(fd, s.addr as *mut u8, s.len as usize, s.op_flags as i32);
                 if r > 0 && (r as u32) < s.len {
-                    // A short stream read drained the socket; the next data brings an edge.
-                    self.fd_state(fd).readable = false;
+                    // A short stream read drained the socket; the next data brings an
+                    // edge. Not so after the peer's FIN: it may have come with this data,
+                    // and the end of stream brings no further edge (tokio keeps its
+                    // "read closed" readiness for the same reason).
+                    let state = self.fd_state(fd);
+                    if !state.read_closed {
+                        state.readable = false;
+                    }
                     return Attempt::Done(r);
                 }
                 r

@@ -207,7 +207,9 @@ pub(crate) fn poll_now(fd: RawFd, mask: i16) -> i32 {
     // SAFETY: pfd is one valid pollfd for the duration of the call.
     let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
     if rc < 0 {
-        return -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        return -io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
     }
     i32::from(pfd.revents as u16)
 }
