@@ -189,3 +189,41 @@ fn bare_tcp_socket() -> std::os::fd::OwnedFd {
     // SAFETY: fd is fresh and owned by nobody else.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
+
+/// A host name (`localhost`, from /etc/hosts) is resolved on the loop's default executor,
+/// as asyncio's getaddrinfo is, and the connection is made to what it resolves to; once
+/// the default executor is shut down a host name is an error naming it, while numeric
+/// addresses (never looked up) still connect.
+#[test]
+fn host_names_are_resolved_on_the_executor() {
+    run(async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (r, seen) = Recorder::new();
+        let l = get_running_loop().unwrap();
+        // localhost may resolve to ::1 first where the host has it; 127.0.0.1 is among
+        // its addresses and create_connection tries each in turn.
+        let by_name = format!("localhost:{port}");
+        let (t, _) = l
+            .create_connection(move || r, &by_name)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {by_name}: {e}"));
+        let (mut peer, _) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut peer, b"hi").unwrap();
+        wait_until(std::time::Duration::from_secs(10), "data", || {
+            seen.bytes.borrow().len() == 2
+        })
+        .await;
+        assert_eq!(*seen.bytes.borrow(), b"hi");
+        t.close();
+
+        l.shutdown_default_executor().await.unwrap();
+        let (r, _) = Recorder::new();
+        let e = l.create_connection(move || r, &by_name).await.err_of();
+        assert!(e.to_string().contains(&by_name), "{e}");
+        let (r, _) = Recorder::new();
+        let numeric = format!("127.0.0.1:{port}");
+        let (t, _) = l.create_connection(move || r, &numeric).await.unwrap();
+        t.close();
+    });
+}

@@ -4,8 +4,8 @@
 //! [`UnixListener`], [`UnixStream`], [`UnixDatagram`]).
 //!
 //! Addresses are strings as users type them (`"127.0.0.1:8080"`, `"[::1]:0"`,
-//! `"localhost:80"`). Numeric ones are used directly; host names are resolved on another
-//! thread, so the loop never blocks on DNS.
+//! `"localhost:80"`). Numeric ones are used directly; host names are resolved on the
+//! loop's default executor (`run_in_executor`), so the loop never blocks on DNS.
 
 mod server;
 mod socket;
@@ -19,13 +19,10 @@ pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::event_loop::EventLoop;
@@ -68,8 +65,9 @@ pub struct DatagramOptions {
     pub allow_broadcast: bool,
 }
 
-/// Resolves `"host:port"` to addresses: numeric addresses directly, host names on another
-/// thread (the loop keeps running meanwhile). Errors name the address.
+/// Resolves `"host:port"` to addresses: numeric addresses directly, host names on the
+/// running loop's default executor (the loop keeps running meanwhile). Errors name the
+/// address.
 pub async fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
     if let Ok(a) = addr.parse::<SocketAddr>() {
         return Ok(vec![a]);
@@ -80,37 +78,20 @@ pub async fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
             format!("invalid address {addr:?}: expected host:port"),
         ));
     }
-    // The lookup blocks, so it runs on its own thread; its result comes back through a
-    // shared slot and the task's waker (wakers may be woken from any thread).
-    type Slot = (
-        Option<io::Result<Vec<SocketAddr>>>,
-        Option<std::task::Waker>,
-    );
-    let slot: Arc<Mutex<Slot>> = Arc::new(Mutex::new((None, None)));
-    let theirs = slot.clone();
+    // The lookup blocks, so it runs on the loop's default executor (asyncio's
+    // getaddrinfo goes through run_in_executor too); the loop keeps running meanwhile.
+    let event_loop = crate::get_running_loop().map_err(io::Error::from)?;
     let owned = addr.to_string();
-    std::thread::Builder::new()
-        .name("ringloop-resolve".into())
-        .spawn(move || {
-            let result = owned.to_socket_addrs().map(|it| it.collect::<Vec<_>>());
-            let mut guard = theirs.lock().unwrap_or_else(|p| p.into_inner());
-            guard.0 = Some(result);
-            if let Some(w) = guard.1.take() {
-                w.wake();
-            }
-        })?;
-    let addrs = poll_fn(|cx| {
-        let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.0.take() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                guard.1 = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    })
-    .await
-    .map_err(|e| with_context(e, "resolve", addr))?;
+    let addrs = event_loop
+        .run_in_executor(move || {
+            // crate::Error keeps the io::Error (shared), so the job's result is Clone.
+            let lookup = owned.to_socket_addrs().map_err(crate::Error::from);
+            lookup.map(|it| it.collect::<Vec<_>>())
+        })
+        .await
+        .and_then(|lookup| lookup)
+        .map_err(io::Error::from)
+        .map_err(|e| with_context(e, "resolve", addr))?;
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
