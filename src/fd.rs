@@ -11,9 +11,10 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use crate::buf::{IoBuf, IoBufMut};
+use crate::driver::Driver;
 use crate::op::{self, CURRENT_POSITION, Op};
 
 /// An owned fd, reference-counted by its owner and every op in flight on it.
@@ -22,23 +23,35 @@ pub(crate) struct SharedFd(Rc<FdOwner>);
 
 /// Closes the fd when the last [`SharedFd`] goes, telling the engine first (the epoll
 /// engine forgets the number's registration, so a reused number starts clean).
-struct FdOwner(Option<OwnedFd>);
+struct FdOwner {
+    fd: Option<OwnedFd>,
+    /// The loop's driver where the fd was made: told of the close even when the fd goes
+    /// while that loop is neither running nor current (else a reused number would keep
+    /// a stale epoll registration there).
+    made_on: Weak<Driver>,
+}
 
 impl Drop for FdOwner {
     fn drop(&mut self) {
-        if let Some(fd) = self.0.take() {
-            crate::event_loop::fd_closing(fd.as_raw_fd());
+        if let Some(fd) = self.fd.take() {
+            crate::event_loop::fd_closing(fd.as_raw_fd(), &self.made_on);
         }
     }
 }
 
 impl SharedFd {
     pub(crate) fn new(fd: OwnedFd) -> Self {
-        SharedFd(Rc::new(FdOwner(Some(fd))))
+        let made_on = crate::event_loop::current_driver()
+            .map(|d| Rc::downgrade(&d))
+            .unwrap_or_default();
+        SharedFd(Rc::new(FdOwner {
+            fd: Some(fd),
+            made_on,
+        }))
     }
 
     pub(crate) fn raw(&self) -> RawFd {
-        self.0.0.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+        self.0.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     /// The fd itself, if no op holds it any more.
@@ -46,10 +59,10 @@ impl SharedFd {
         match Rc::try_unwrap(self.0) {
             Ok(mut owner) => {
                 let fd = owner
-                    .0
+                    .fd
                     .take()
                     .expect("an FdOwner holds its fd until dropped");
-                crate::event_loop::fd_closing(fd.as_raw_fd());
+                crate::event_loop::fd_closing(fd.as_raw_fd(), &owner.made_on);
                 Ok(fd)
             }
             Err(rc) => Err(SharedFd(rc)),

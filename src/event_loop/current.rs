@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use super::{EventLoop, LoopInner};
 use crate::driver::Driver;
@@ -115,10 +115,17 @@ pub(crate) fn current_driver() -> io::Result<Rc<Driver>> {
         })
 }
 
-/// An fd is about to be closed (or handed to a close op): tell the engine that may have it
-/// registered.
-pub(crate) fn fd_closing(fd: std::os::fd::RawFd) {
-    if let Ok(driver) = current_driver() {
+/// An fd is about to be closed (or handed to a close op): tell the engines that may have
+/// it registered — the driver of the loop it was made on (if that loop is still alive),
+/// and the running or current loop's, if that is another.
+pub(crate) fn fd_closing(fd: std::os::fd::RawFd, made_on: &Weak<Driver>) {
+    let maker = made_on.upgrade();
+    if let Some(driver) = &maker {
         driver.fd_closing(fd);
+    }
+    if let Ok(current) = current_driver()
+        && maker.as_ref().is_none_or(|m| !Rc::ptr_eq(m, &current))
+    {
+        current.fd_closing(fd);
     }
 }
