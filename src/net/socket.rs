@@ -72,9 +72,11 @@ impl Socket {
         }
     }
 
+    /// A vectored send (`sendmsg` with `MSG_NOSIGNAL`, never `writev`: a closed peer is an
+    /// `EPIPE`, not a SIGPIPE).
     pub(crate) async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
-        match op::Writev::new(self.fd.clone(), bufs, op::CURRENT_POSITION) {
-            Ok(writev) => Op::new(writev).await,
+        match op::SendV::new(self.fd.clone(), bufs) {
+            Ok(sendv) => Op::new(sendv).await,
             Err((e, bufs)) => (Err(e), bufs),
         }
     }
