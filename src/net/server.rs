@@ -1,9 +1,14 @@
 //! `Server`: listening sockets whose multishot accepts become stream transports.
 //!
 //! Each listener keeps one multishot `accept` in the ring (one SQE for every connection
-//! until the kernel ends it; then it is re-armed). `EMFILE`/`ENFILE` (out of fds) must not
-//! spin: the error is reported through the loop's exception handler and accepting resumes
-//! after a back-off timer, so the server keeps serving once fds free up.
+//! until the kernel ends it; then it is re-armed). No error may make it spin:
+//! - `EMFILE`/`ENFILE` (out of fds) and any error not known to be a passing one are
+//!   reported through the loop's exception handler and accepting resumes after a back-off
+//!   timer, so the server keeps serving once fds free up;
+//! - errors the peer caused (`ECONNABORTED`, a network error passed on by accept(2)) re-arm
+//!   at once;
+//! - `EINVAL` from a multishot accept (a kernel without it) falls back to single-shot
+//!   accepts, said once through the exception handler.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -48,6 +53,8 @@ struct Listener {
     /// The accept in flight and the fd clone that keeps its number from reuse.
     accept: RefCell<Option<(OpKey, SharedFd)>>,
     backoff: RefCell<Option<TimerHandle>>,
+    /// Multishot accepts until the kernel refuses one.
+    multishot: Cell<bool>,
 }
 
 /// A listening server, as asyncio's `Server`.
@@ -85,6 +92,7 @@ impl Server {
                     fd: RefCell::new(Some(fd)),
                     accept: RefCell::new(None),
                     backoff: RefCell::new(None),
+                    multishot: Cell::new(true),
                 })
             })
             .collect();
@@ -225,15 +233,26 @@ impl Listener {
         let Some(fd) = self.fd.borrow().clone() else {
             return;
         };
-        let sqe = opcode::AcceptMulti::new(types::Fd(fd.raw()))
+        let multishot = self.multishot.get();
+        let sqe = if multishot {
+            opcode::AcceptMulti::new(types::Fd(fd.raw()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        } else {
+            opcode::Accept::new(
+                types::Fd(fd.raw()),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
             .flags(libc::SOCK_CLOEXEC)
-            .build();
+            .build()
+        };
         let driven = Driven::Handler {
             handler: self.clone(),
             tag: TAG_ACCEPT,
-            multishot: true,
+            multishot,
         };
-        // SAFETY: a multishot accept without an address names no memory of ours.
+        // SAFETY: an accept without an address names no memory of ours.
         match unsafe { server.event_loop.inner.driver.push_op(sqe, driven) } {
             Ok(key) => *self.accept.borrow_mut() = Some((key, fd)),
             Err(e) => server.event_loop.call_exception_handler(ExceptionContext {
@@ -290,12 +309,35 @@ impl OpHandler for Listener {
         } else if let Some(s) = &server {
             match -c.result {
                 libc::ECANCELED => {}
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-                    if self.backoff.borrow().is_none() && s.serving.get() =>
-                {
-                    self.back_off(s, io::Error::from_raw_os_error(-c.result));
+                // What the peer did (gone before we accepted) or a network error accept(2)
+                // passes on for the new connection: keep accepting.
+                libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::EHOSTUNREACH
+                | libc::ENONET
+                | libc::ENOPROTOOPT
+                | libc::EOPNOTSUPP
+                | libc::EAGAIN
+                | libc::EINTR => {}
+                libc::EINVAL if self.multishot.get() => {
+                    self.multishot.set(false);
+                    s.event_loop.call_exception_handler(ExceptionContext {
+                        message: format!(
+                            "multishot accept on fd {} refused (EINVAL); using single-shot accepts",
+                            self.raw
+                        ),
+                        error: None,
+                    });
                 }
-                // The peer gave up before we accepted, or similar: keep accepting.
+                // Out of fds or memory, or an error we cannot place: report it and retry
+                // after a pause, never at once.
+                e if self.backoff.borrow().is_none() && s.serving.get() => {
+                    self.back_off(s, io::Error::from_raw_os_error(e));
+                }
                 _ => {}
             }
         }
