@@ -53,6 +53,23 @@ impl Completion {
 pub(crate) trait OpHandler {
     /// Called on the loop for each completion of an op submitted with `tag`.
     fn on_completion(self: Rc<Self>, tag: u32, completion: Completion);
+
+    /// A completion that arrived after the loop's teardown cut this handler off
+    /// ([`Slots::abandon_all`]): release what it carries (an accepted fd), call nothing.
+    fn release(&self, _tag: u32, _completion: &Completion) {}
+}
+
+/// A handler's op left in flight at teardown: the handler stays alive (it owns the
+/// buffers) and releases what the last completions carry.
+struct TornDown {
+    handler: Rc<dyn OpHandler>,
+    tag: u32,
+}
+
+impl Orphan for TornDown {
+    fn completed(&mut self, c: &Completion) {
+        self.handler.release(self.tag, c);
+    }
 }
 
 /// What is left of an operation whose owner went away before its last CQE.
@@ -356,14 +373,18 @@ impl Slots {
     /// abandoned ones, so only the last CQEs remain to be awaited.
     pub(crate) fn abandon_all(&mut self) {
         for (_, entry) in self.entries.iter_mut() {
-            let keep: Box<dyn Any> = match &entry.state {
+            let orphan: Box<dyn Orphan> = match &entry.state {
                 State::Abandoned(_) => continue,
-                // A handler owns the op's buffers: keep it alive until the last CQE.
-                State::Handler { handler, .. } => Box::new(handler.clone()),
+                // A handler owns the op's buffers: keep it alive until the last CQE, and
+                // let it release what that carries.
+                State::Handler { handler, tag, .. } => Box::new(TornDown {
+                    handler: handler.clone(),
+                    tag: *tag,
+                }),
                 // A future owns its buffers; dropping it later abandons them properly.
-                _ => Box::new(()),
+                _ => Box::new(Box::new(()) as Box<dyn Any>),
             };
-            entry.state = State::Abandoned(Box::new(keep));
+            entry.state = State::Abandoned(orphan);
         }
     }
 }
@@ -398,6 +419,54 @@ mod tests {
         fn completed(&mut self, c: &Completion) {
             self.0.borrow_mut().push(c.result);
         }
+    }
+
+    /// A handler that records what it is given.
+    #[derive(Default)]
+    struct Seen {
+        delivered: RefCell<Vec<i32>>,
+        released: RefCell<Vec<(u32, i32)>>,
+    }
+    impl OpHandler for Seen {
+        fn on_completion(self: Rc<Self>, _tag: u32, c: Completion) {
+            self.delivered.borrow_mut().push(c.result);
+        }
+        fn release(&self, tag: u32, c: &Completion) {
+            self.released.borrow_mut().push((tag, c.result));
+        }
+    }
+
+    #[test]
+    fn teardown_hands_late_handler_completions_to_release() {
+        let mut slots = Slots::default();
+        let seen = Rc::new(Seen::default());
+        let key = slots.insert(Driven::Handler {
+            handler: seen.clone(),
+            tag: 7,
+            multishot: true,
+        });
+        slots.abandon_all();
+        // A multishot accept's fd arriving during teardown, then its end.
+        assert!(matches!(
+            slots.complete(
+                key,
+                Completion {
+                    result: 42,
+                    flags: MORE
+                }
+            ),
+            Dispatch::Nothing
+        ));
+        assert!(matches!(
+            slots.complete(key, done(-libc::ECANCELED)),
+            Dispatch::Nothing
+        ));
+        assert_eq!(*seen.released.borrow(), [(7, 42), (7, -libc::ECANCELED)]);
+        assert!(
+            seen.delivered.borrow().is_empty(),
+            "no callback after teardown"
+        );
+        assert_eq!(slots.len(), 0);
     }
 
     #[test]

@@ -294,6 +294,13 @@ impl Listener {
 }
 
 impl OpHandler for Listener {
+    fn release(&self, _tag: u32, c: &Completion) {
+        if c.result >= 0 {
+            // SAFETY: a successful accept CQE carries a new fd nobody owns yet.
+            drop(unsafe { OwnedFd::from_raw_fd(c.result) });
+        }
+    }
+
     fn on_completion(self: Rc<Self>, _tag: u32, c: Completion) {
         if !c.more() {
             self.accept.borrow_mut().take();
