@@ -341,6 +341,36 @@ fn the_limit_pauses_the_transport_and_bounds_the_buffer() {
     });
 }
 
+#[test]
+fn reads_larger_than_the_limit_resume_the_transport_as_needed() {
+    const LIMIT: usize = 1024;
+    const LEN: usize = 1 << 20;
+    let _g = serial();
+    run(async {
+        let server = start_server(
+            |_r: StreamReader, w: StreamWriter| async move {
+                let _ = w.write_all(&pattern(11, LEN)).await;
+                w.close();
+            },
+            "127.0.0.1:0",
+        )
+        .await
+        .unwrap();
+        let addr = server.sockets()[0].to_string();
+        let (mut r, _w) = open_connection_with(&addr, LIMIT).await.unwrap();
+        let all = r.readexactly(LEN).await.unwrap();
+        let mut v = Verifier::new(11);
+        v.feed(&all);
+        v.assert_complete(LEN as u64, "readexactly");
+        let (mut r, _w) = open_connection_with(&addr, LIMIT).await.unwrap();
+        let all = r.read_to_end().await.unwrap();
+        let mut v = Verifier::new(11);
+        v.feed(&all);
+        v.assert_complete(LEN as u64, "read_to_end");
+        server.close();
+    });
+}
+
 /// Polls `fut` once with a waker that does nothing.
 fn poll_once<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut Context::from_waker(Waker::noop()))

@@ -3,7 +3,7 @@
 //! [`StreamWriter`] instead of protocol callbacks.
 //!
 //! Built entirely on the Protocol layer: each connection is a
-//! [`StreamTransport`](crate::StreamTransport) made by
+//! [`StreamTransport`] made by
 //! [`EventLoop::create_connection`]/[`EventLoop::create_server`] (or their Unix twins)
 //! with a protocol that buffers what arrives for the reader and tracks the transport's
 //! flow control for the writer. So the reads and writes are the transport's io_uring ops
