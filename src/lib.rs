@@ -35,6 +35,10 @@
 //! | `loop.run_in_executor(None, f)` / `(executor, f)`, `set_default_executor`, `shutdown_default_executor` | [`EventLoop::run_in_executor`] / [`EventLoop::run_in_executor_with`] ([`Executor`]), [`EventLoop::set_default_executor`], [`EventLoop::shutdown_default_executor`] |
 //! | `loop.subprocess_exec` / `subprocess_shell`, `SubprocessProtocol`, `SubprocessTransport` | [`EventLoop::subprocess_exec`] / [`EventLoop::subprocess_shell`] ([`process::SubprocessOptions`]), [`SubprocessProtocol`], [`SubprocessTransport`] (exit learned from a pidfd; see [`process`]) |
 //! | `asyncio.create_subprocess_exec` / `_shell`, `Process.wait()`, `communicate()` | [`process::create_subprocess_exec`] / [`process::create_subprocess_shell`], [`process::Command`], [`process::Process`] |
+//! | `asyncio.open_connection` / `start_server`, `open_unix_connection` / `start_unix_server` (`limit=`) | [`open_connection`] / [`start_server`], [`open_unix_connection`] / [`start_unix_server`] (`_with` variants take the limit; see [`streams`]) |
+//! | `StreamReader.read(n)` / `read(-1)`, `readline`, `readuntil`, `readexactly`, `at_eof` | [`StreamReader::read`] / [`StreamReader::read_to_end`], [`StreamReader::readline`], [`StreamReader::readuntil`], [`StreamReader::readexactly`], [`StreamReader::at_eof`] |
+//! | `IncompleteReadError(partial, expected)`, `LimitOverrunError(consumed)` | [`StreamError::IncompleteRead`], [`StreamError::LimitOverrun`] |
+//! | `StreamWriter.write`, `writelines`, `drain`, `write_eof`, `can_write_eof`, `close`, `is_closing`, `wait_closed`, `get_extra_info`, `transport` | same names on [`StreamWriter`] |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -71,6 +75,7 @@ mod op;
 pub mod process;
 mod protocol;
 pub mod signal;
+pub mod streams;
 mod sys;
 mod task;
 pub mod transport;
@@ -85,6 +90,10 @@ pub use executor::Executor;
 pub use future::{CallbackId, Future};
 pub use process::{SubprocessProtocol, SubprocessTransport};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use streams::{
+    StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
+    start_unix_server,
+};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, as_completed, create_task, ensure_future, gather,
     run, sleep, spawn, timeout, wait, wait_for, yield_now,
