@@ -14,6 +14,7 @@ mod poll;
 mod read;
 mod readv;
 mod recv;
+mod salvage;
 mod send;
 mod waitid;
 mod write;
@@ -28,6 +29,7 @@ pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
 pub(crate) use recv::Recv;
+pub(crate) use salvage::SalvagingRead;
 pub(crate) use send::Send;
 pub(crate) use waitid::WaitId;
 pub(crate) use write::Write;
@@ -74,6 +76,21 @@ impl<T: OpKind> Op<T> {
             key: None,
             driver: None,
         }
+    }
+}
+
+impl<T: OpKind> Op<T> {
+    /// Asks the kernel to cancel the op if it is in flight; the future still resolves
+    /// (with `ECANCELED`, or with what the op did before the cancel reached it).
+    pub(crate) fn cancel(&self) {
+        if let (Some(key), Some(driver)) = (self.key, self.driver.as_ref()) {
+            driver.cancel(key);
+        }
+    }
+
+    /// Whether the op's SQE was pushed (it is in the kernel until it resolves).
+    pub(crate) fn submitted(&self) -> bool {
+        self.key.is_some()
     }
 }
 
