@@ -795,3 +795,432 @@ fn s14_a_read_dropped_right_after_its_submit_gives_its_bytes_to_the_next_read() 
     .unwrap();
     assert_eq!(got, 50);
 }
+
+// ----- s15 -----
+
+/// Schedules `n` timers in a scrambled order (deadlines over ~`n/2` µs, many equal),
+/// cancels the odd ones, runs the loop until they are due, and checks the order.
+fn timers_half_cancelled(n: u64) -> Duration {
+    let l = EventLoop::new().unwrap();
+    let fired = Rc::new(std::cell::RefCell::new(Vec::with_capacity(n as usize / 2)));
+    let base = l.time() + Duration::from_millis(20);
+    let mut handles = Vec::with_capacity(n as usize);
+    for k in 0..n {
+        let i = (k * 7919) % n; // a permutation: 7919 is prime and does not divide n
+        let due = base + Duration::from_micros(i / 2);
+        let f = fired.clone();
+        let when = l.time();
+        handles.push((
+            i,
+            l.call_at(due, move || {
+                assert!(Instant::now() >= due, "a timer fired early");
+                let _ = when;
+                f.borrow_mut().push(i);
+            }),
+        ));
+    }
+    for (i, h) in &handles {
+        if i % 2 == 1 {
+            h.cancel();
+        }
+    }
+    let l2 = l.clone();
+    l.call_at(base + Duration::from_micros(n / 2 + 1000), move || {
+        l2.stop()
+    });
+    let started = Instant::now();
+    l.run_forever().unwrap();
+    let took = started.elapsed();
+    let mut expected: Vec<u64> = (0..n).filter(|i| i % 2 == 0).collect();
+    expected.sort_by_key(|&i| i / 2);
+    assert!(*fired.borrow() == expected, "timers fired out of order");
+    drop(handles);
+    l.close().unwrap();
+    took
+}
+
+#[test]
+fn s15_two_hundred_thousand_timers_half_cancelled_and_memory_comes_back() {
+    let _serial = serial();
+    const N: u64 = 200_000;
+    let trim = || {
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
+    };
+    // A first small run warms up what stays allocated (thread-locals, the loop's tables).
+    timers_half_cancelled(1_000);
+    trim();
+    let before = util::rss_bytes();
+    let first = timers_half_cancelled(N);
+    trim();
+    let after_first = util::rss_bytes();
+    let mut second = Duration::ZERO;
+    let mut rss = Vec::new();
+    for _ in 0..env_count("RINGLOOP_FAULTS_TIMER_RUNS", 4).max(2) {
+        second = timers_half_cancelled(N);
+        trim();
+        rss.push(util::rss_bytes());
+    }
+    let after = *rss.last().unwrap();
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "s15: {N} timers (half cancelled) fired in order in {first:?} and {second:?}; RSS \
+         {:.1} MiB before, {:.1} MiB after one run, then {:?} MiB after each further run",
+        mib(before),
+        mib(after_first),
+        rss.iter()
+            .map(|&b| (mib(b) * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    // Near the baseline (the allocator keeps some freed arenas: a plateau of a few MiB,
+    // not the ~30 MiB the timers take), and flat between the last runs: nothing leaks.
+    const SLACK: usize = 8 << 20;
+    assert!(
+        after_first <= before + SLACK && after <= before + SLACK,
+        "RSS did not come back: {before} -> {after_first} -> {rss:?} bytes"
+    );
+    let prev = rss[rss.len() - 2];
+    assert!(
+        after <= prev + (1 << 20),
+        "RSS grows run after run: {rss:?}"
+    );
+}
+
+// ----- s16 -----
+
+#[test]
+fn s16_dropping_a_loop_with_a_thousand_ops_in_flight() {
+    let _serial = serial();
+    EventLoop::new().unwrap().close().unwrap();
+    let fds_before = open_fds();
+    let log = Rc::new(ProbeLog::default());
+    let l = EventLoop::new().unwrap();
+    let baseline = l.ops_in_flight();
+    let pipes: Vec<(Fd, std::fs::File)> = (0..50)
+        .map(|_| {
+            let (r, w) = util::pipe();
+            (Fd::from(r), std::fs::File::from(w))
+        })
+        .collect();
+    let pairs: Vec<(Rc<UnixStream>, UnixStream)> = (0..50)
+        .map(|_| {
+            let (a, b) = UnixStream::pair().unwrap();
+            (Rc::new(a), b)
+        })
+        .collect();
+    let (full, full_peer) = UnixStream::pair().unwrap();
+    fill_socket(full.as_raw_fd(), SEND_FILL);
+    let full = Rc::new(full);
+    let listener = Rc::new(TcpListener::bind(localhost()).unwrap());
+    let mut handles = Vec::new();
+    for i in 0..250 {
+        let r = pipes[i % 50].0.clone();
+        let buf = Probe::recv(256, PIPE_FILL, &log);
+        handles.push(l.create_task(async move {
+            let _ = r.read(buf).await;
+        }));
+        let s = pairs[i % 50].0.clone();
+        let buf = Probe::recv(256, SOCK_FILL, &log);
+        handles.push(l.create_task(async move {
+            let _ = s.read(buf).await;
+        }));
+        let f = full.clone();
+        let buf = Probe::send(512, SEND_FILL, &log);
+        handles.push(l.create_task(async move {
+            let _ = f.write(buf).await;
+        }));
+        let listener = listener.clone();
+        handles.push(l.create_task(async move {
+            let _ = listener.accept().await;
+        }));
+    }
+    iterate(&l, 2);
+    let in_flight = l.ops_in_flight() - baseline;
+    assert!(in_flight >= 1000, "only {in_flight} ops in flight");
+    // Completions race the teardown: the kernel writes into buffers while the loop goes.
+    for (_, w) in pipes.iter().step_by(2) {
+        w.try_clone()
+            .unwrap()
+            .write_all(&[PIPE_FILL; CHUNK])
+            .unwrap();
+    }
+    drop(handles);
+    let started = Instant::now();
+    drop(l);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "dropping the loop took {took:?}"
+    );
+    assert_eq!(log.dropped.get(), log.created.get(), "buffers not freed");
+    assert_eq!(log.foreign.get(), 0);
+    drop((pipes, pairs, full, full_peer, listener));
+    let fds_after = open_fds();
+    assert_eq!(fds_before, fds_after, "fds leaked: {:#?}", fd_targets());
+    eprintln!(
+        "s16: a loop dropped with {in_flight} ops in flight (reads, recvs, blocked sends, \
+         accepts) in {took:?}; {} buffers freed after their CQEs; fds {fds_before} -> {fds_after}",
+        log.dropped.get()
+    );
+}
+
+// ----- s17 -----
+
+/// The targets (`socket:[N]`, `anon_inode:[io_uring]`, ...) of this process's fds.
+fn own_fd_targets() -> std::collections::HashMap<String, String> {
+    util::fd_targets()
+        .into_iter()
+        .filter_map(|l| {
+            let (num, target) = l.split_once(" -> ")?;
+            Some((num.to_string(), target.to_string()))
+        })
+        .collect()
+}
+
+/// The lines of a child's `ls -l /proc/self/fd` that name one of `ours`: each a leak.
+fn leaked_into(listing: &str, ours: &std::collections::HashSet<String>) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| {
+            l.split_once("-> ")
+                .is_some_and(|(_, target)| ours.contains(target.trim()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn s17_no_fd_of_the_loop_leaks_into_forked_or_spawned_children() {
+    let _serial = serial();
+    const SPAWNS: usize = 500;
+    let started = Instant::now();
+    // fds this process got from its parent (the test harness) are not the loop's.
+    let inherited = own_fd_targets();
+    let l = EventLoop::new().unwrap();
+    let (leaks, watched) = l
+        .run_until_complete(async move {
+            let running = ringloop::get_running_loop().unwrap();
+            // The loop's fds: the ring (or epoll fd), its eventfd, a signalfd, a listener,
+            // a connection both ways, pipes with a read in flight.
+            running.add_signal_handler(libc::SIGUSR2, || {}).unwrap();
+            let listener = TcpListener::bind(localhost()).unwrap();
+            let (client, server) = tcp_pair(&listener).await;
+            let (r, w) = util::pipe();
+            let r = Fd::from(r);
+            let reader = ringloop::spawn(async move { r.read(Vec::with_capacity(8)).await });
+            ringloop::sleep(Duration::ZERO).await;
+            let ours: std::collections::HashSet<String> = own_fd_targets()
+                .into_iter()
+                .filter(|(num, t)| inherited.get(num) != Some(t) && !t.starts_with("/proc/"))
+                .map(|(_, t)| t)
+                .collect();
+            assert!(ours.len() >= 6, "the loop's fds: {ours:?}");
+            let mut leaks = Vec::new();
+            for i in 0..SPAWNS {
+                let listing = if i % 2 == 0 {
+                    // ringloop's own spawn path.
+                    let child = ringloop::process::Command::new("ls")
+                        .args(["-l", "/proc/self/fd"])
+                        .stdout(ringloop::process::Stdio::Piped)
+                        .stdin(ringloop::process::Stdio::Null)
+                        .spawn()
+                        .unwrap();
+                    let (out, _) = child.communicate(None).await.unwrap();
+                    String::from_utf8_lossy(&out).to_string()
+                } else {
+                    let out = std::process::Command::new("ls")
+                        .args(["-l", "/proc/self/fd"])
+                        .stdin(std::process::Stdio::null())
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).to_string()
+                };
+                assert!(listing.contains("-> "), "no listing: {listing}");
+                leaks.extend(leaked_into(&listing, &ours));
+            }
+            // A bare fork() + exec, as other libraries spawn.
+            let forked = fork_exec_listing();
+            leaks.extend(leaked_into(&forked, &ours));
+            drop(w);
+            let _ = reader.await;
+            running.remove_signal_handler(libc::SIGUSR2).unwrap();
+            drop((client, server, listener));
+            let mut watched: Vec<String> = ours.into_iter().collect();
+            watched.sort();
+            (leaks, watched)
+        })
+        .unwrap();
+    l.close().unwrap();
+    assert!(leaks.is_empty(), "fds leaked into children: {leaks:#?}");
+    eprintln!(
+        "s17: {SPAWNS} children (half by ringloop::process, half by std) and one fork()+exec \
+         inherited none of the {} fds the loop and its sockets held ({}) in {:?}",
+        watched.len(),
+        watched.join(", "),
+        started.elapsed()
+    );
+}
+
+/// fork() + execv(`/bin/ls -l /proc/self/fd`) with stdout to a pipe; returns the listing.
+fn fork_exec_listing() -> String {
+    use std::ffi::CString;
+    use std::io::Read;
+    let ls = CString::new("/bin/ls").unwrap();
+    let args = [
+        CString::new("ls").unwrap(),
+        CString::new("-l").unwrap(),
+        CString::new("/proc/self/fd").unwrap(),
+    ];
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let (r, w) = util::pipe();
+    // SAFETY: the child calls only async-signal-safe functions (dup2, execv, _exit) on
+    // memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            libc::dup2(w.as_raw_fd(), 1);
+            libc::execv(ls.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    drop(w);
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    out
+}
+
+// ----- s18, s19: in re-run children -----
+
+/// A tiny TCP echo over loopback on `l`: 64 KiB each way, checked.
+fn echo_on(l: &EventLoop) {
+    l.run_until_complete(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let (client, server) = tcp_pair(&listener).await;
+        let echo = ringloop::spawn(async move {
+            loop {
+                let (n, buf) = server.read(Vec::with_capacity(8192)).await;
+                match n.unwrap() {
+                    0 => break,
+                    n => server.write_all(buf[..n].to_vec()).await.0.unwrap(),
+                }
+            }
+        });
+        let payload = net_util::pattern(18, 64 * 1024);
+        let (res, _) = client.write_all(payload).await;
+        res.unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut v = net_util::Verifier::new(18);
+        loop {
+            let (n, buf) = client.read(Vec::with_capacity(8192)).await;
+            match n.unwrap() {
+                0 => break,
+                n => v.feed(&buf[..n]),
+            }
+        }
+        v.assert_complete(64 * 1024, "echo");
+        echo.await.unwrap();
+    })
+    .unwrap();
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn s18_refused_io_uring_gives_a_typed_error_and_auto_falls_back_once() {
+    const NAME: &str = "s18_refused_io_uring_gives_a_typed_error_and_auto_falls_back_once";
+    if util::child_role().as_deref() == Some("s18") {
+        util::seccomp::refuse_io_uring_setup(libc::ENOSYS);
+        match EventLoop::builder().engine(Engine::Uring).build() {
+            Err(Error::Unavailable(e)) => println!("TYPED: {e}"),
+            Err(other) => panic!("expected Error::Unavailable, got {other:?}"),
+            Ok(_) => panic!("io_uring is refused, yet a ring was built"),
+        }
+        for _ in 0..3 {
+            let l = EventLoop::builder().engine(Engine::Auto).build().unwrap();
+            assert_eq!(l.engine(), Engine::Epoll);
+            echo_on(&l);
+            l.close().unwrap();
+        }
+        println!("CHILD-OK");
+        return;
+    }
+    let _serial = serial();
+    let out = util::run_child(NAME, "s18", Duration::from_secs(60));
+    let text = util::describe(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CHILD-OK"), "{text}");
+    let typed = stdout
+        .lines()
+        .find_map(|l| l.split("TYPED: ").nth(1))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        typed.contains("ENOSYS") && typed.contains("epoll"),
+        "{typed}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("falling back to the epoll engine").count(),
+        1,
+        "three Auto loops must say so exactly once:\n{text}"
+    );
+    eprintln!(
+        "s18: seccomp ENOSYS: Engine::Uring -> Error::Unavailable({typed:?}); three \
+         Engine::Auto loops ran a 64 KiB echo on epoll, the fallback said once on stderr"
+    );
+}
+
+#[test]
+fn s19_rlimit_memlock_zero_works_or_says_why() {
+    const NAME: &str = "s19_rlimit_memlock_zero_works_or_says_why";
+    if util::child_role().as_deref() == Some("s19") {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &zero) }, 0);
+        match EventLoop::builder().engine(Engine::Uring).build() {
+            Ok(l) => {
+                echo_on(&l);
+                println!("OUTCOME: works ({:?})", l.setup_mode());
+                l.close().unwrap();
+            }
+            Err(Error::Unavailable(e)) => {
+                assert!(e.to_string().contains("RLIMIT_MEMLOCK"), "{e}");
+                println!("OUTCOME: refused: {e}");
+            }
+            Err(other) => panic!("an unclear error: {other:?}"),
+        }
+        let l = EventLoop::builder().engine(Engine::Auto).build().unwrap();
+        echo_on(&l);
+        l.close().unwrap();
+        println!("CHILD-OK");
+        return;
+    }
+    let _serial = serial();
+    let out = util::run_child(NAME, "s19", Duration::from_secs(60));
+    let text = util::describe(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CHILD-OK"), "{text}");
+    let outcome = stdout
+        .lines()
+        .find_map(|l| l.split("OUTCOME: ").nth(1))
+        .unwrap_or_else(|| panic!("{text}"));
+    eprintln!("s19: RLIMIT_MEMLOCK=0 on Linux {}: {outcome}", kernel());
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
