@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs the dropped-in-flight-read tests (tests/driver.rs) under valgrind's memcheck.
+# Runs the dropped-in-flight-read tests (tests/driver.rs) under valgrind's memcheck; with
+# arguments `<test file> <filter>`, that file's tests instead, e.g.
+#   RINGLOOP_FAULTS_DROPS=600 scripts/valgrind-drop-test.sh faults_driver s01
+# (fault scenarios 1 and 16 with a smaller count).
 #
 # What it shows: no invalid read/write, no use of freed or uninitialised memory in user
 # space, and no definite leak, while futures holding io_uring buffers are dropped mid-flight
@@ -11,7 +14,9 @@ cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 
-bin=$(cargo test --release --test driver --no-run --message-format=json 2>/dev/null |
+test_file=${1:-driver}
+filter=${2:-dropped_in_flight}
+bin=$(cargo test --release --test "$test_file" --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -20,10 +25,10 @@ for line in sys.stdin:
     except ValueError:
         continue
     if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
-            and msg["target"]["name"] == "driver":
+            and msg["target"]["name"] == sys.argv[1]:
         print(msg["executable"])
-')
-[ -n "$bin" ] || { echo "could not find the driver test binary" >&2; exit 2; }
+' "$test_file")
+[ -n "$bin" ] || { echo "could not find the $test_file test binary" >&2; exit 2; }
 echo "test binary: $bin"
 valgrind --version
 
@@ -33,5 +38,5 @@ RINGLOOP_UNDER_VALGRIND=1 valgrind \
     --leak-check=full \
     --errors-for-leak-kinds=definite \
     --track-origins=yes \
-    "$bin" dropped_in_flight --test-threads=1 --nocapture
+    "$bin" "$filter" --test-threads=1 --nocapture
 echo "valgrind: clean (exit 0)"

@@ -8,10 +8,13 @@
 //! [`Fd`] is the public face: async `read`/`write`/`readv`/`writev`/`close` on any fd
 //! (pipes, files, sockets, eventfds), each an io_uring op with an owned buffer.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::{Rc, Weak};
+use std::task::Waker;
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::driver::Driver;
@@ -29,6 +32,11 @@ struct FdOwner {
     /// while that loop is neither running nor current (else a reused number would keep
     /// a stale epoll registration there).
     made_on: Weak<Driver>,
+    /// Bytes a cancelled stream read took from the fd before its cancel (its CQE came with
+    /// data after its future was dropped): the next reads return them first, in order.
+    salvaged: RefCell<VecDeque<u8>>,
+    /// Reads waiting in the kernel while salvaged bytes arrived: woken to give them out.
+    salvage_waiters: RefCell<Vec<Waker>>,
 }
 
 impl Drop for FdOwner {
@@ -47,11 +55,57 @@ impl SharedFd {
         SharedFd(Rc::new(FdOwner {
             fd: Some(fd),
             made_on,
+            salvaged: RefCell::new(VecDeque::new()),
+            salvage_waiters: RefCell::new(Vec::new()),
         }))
     }
 
     pub(crate) fn raw(&self) -> RawFd {
         self.0.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    /// Keeps bytes an abandoned read took from the stream, for the next read; wakes the
+    /// reads waiting meanwhile.
+    pub(crate) fn salvage(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.0.salvaged.borrow_mut().extend(bytes);
+        for w in self.0.salvage_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Whether salvaged bytes wait to be read.
+    pub(crate) fn has_salvaged(&self) -> bool {
+        !self.0.salvaged.borrow().is_empty()
+    }
+
+    /// Wakes `waker` when bytes are salvaged.
+    pub(crate) fn wait_for_salvage(&self, waker: &Waker) {
+        let mut waiters = self.0.salvage_waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    /// Appends bytes read after the salvaged ones (they came later on the stream).
+    pub(crate) fn append_salvaged(&self, bytes: &[u8]) {
+        self.0.salvaged.borrow_mut().extend(bytes);
+    }
+
+    /// Moves salvaged bytes into the start of `buf` (as much as fits); returns the count.
+    pub(crate) fn take_salvaged<B: IoBufMut>(&self, buf: &mut B) -> usize {
+        let mut salvaged = self.0.salvaged.borrow_mut();
+        let n = salvaged.len().min(buf.bytes_total());
+        let ptr = buf.stable_mut_ptr();
+        for (i, b) in salvaged.drain(..n).enumerate() {
+            // SAFETY: i < n <= bytes_total, so the write stays inside the buffer.
+            unsafe { ptr.add(i).write(b) };
+        }
+        // SAFETY: the first n bytes were just written.
+        unsafe { buf.set_init(n) };
+        n
     }
 
     /// The fd itself, if no op holds it any more.
@@ -128,8 +182,14 @@ impl AsRawFd for Fd {
 impl Fd {
     /// Reads up to `buf.bytes_total()` bytes at the current position (the only position
     /// pipes and sockets have). `Ok(0)` is end of file.
+    ///
+    /// Bytes a read took before it was cancelled (its future dropped, e.g. by
+    /// [`timeout`](crate::timeout)) are not lost: the next read returns them first.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        Op::new(op::Read::new(self.fd.clone(), buf, CURRENT_POSITION)).await
+        op::SalvagingRead::new(self.fd.clone(), buf, |fd, buf| {
+            op::Read::new(fd, buf, CURRENT_POSITION)
+        })
+        .await
     }
 
     /// Reads at `offset` (files).

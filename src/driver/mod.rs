@@ -136,8 +136,12 @@ pub struct DriverStats {
     pub cqes: u64,
     /// Times the SQ was full and had to be submitted early.
     pub sq_full: u64,
-    /// Times the kernel reported CQ overflow (completions kept by `FEAT_NODROP`).
+    /// Completions the kernel dropped because the CQ was full (`IORING_CQ_OVERFLOW`); with
+    /// `FEAT_NODROP` (required) it stays zero.
     pub cq_overflow: u64,
+    /// Enters after which the kernel held completions in its overflow list (the CQ was
+    /// full; `FEAT_NODROP` kept them, and later enters flushed them). Zero on epoll.
+    pub cq_backlogged: u64,
     /// CQEs that named no live operation (must stay zero).
     pub stale_cqes: u64,
 }

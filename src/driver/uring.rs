@@ -132,6 +132,9 @@ impl UringEngine {
             }
         }
         stats.cq_overflow = u64::from(self.ring.completion().overflow());
+        if self.ring.submission().cq_overflow() {
+            stats.cq_backlogged += 1;
+        }
         Ok(())
     }
 

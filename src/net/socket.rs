@@ -41,8 +41,15 @@ impl Socket {
         Op::new(op::Accept::new(self.fd.clone())).await
     }
 
+    /// A datagram recv.
     pub(crate) async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
         Op::new(op::Recv::new(self.fd.clone(), buf)).await
+    }
+
+    /// A stream recv: bytes a cancelled recv took are returned first (see
+    /// `op::SalvagingRead`).
+    pub(crate) async fn recv_stream<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        op::SalvagingRead::new(self.fd.clone(), buf, op::Recv::stream).await
     }
 
     pub(crate) async fn send<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {

@@ -80,7 +80,7 @@ impl UnixStream {
 
     /// Reads up to `buf.bytes_total()` bytes; `Ok(0)` is end of stream.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.socket.recv(buf).await
+        self.socket.recv_stream(buf).await
     }
 
     /// Sends some of `buf`.

@@ -14,6 +14,7 @@ mod poll;
 mod read;
 mod readv;
 mod recv;
+mod salvage;
 mod send;
 mod sendv;
 mod waitid;
@@ -29,6 +30,7 @@ pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
 pub(crate) use recv::Recv;
+pub(crate) use salvage::SalvagingRead;
 pub(crate) use send::Send;
 pub(crate) use sendv::SendV;
 pub(crate) use waitid::WaitId;
@@ -76,6 +78,21 @@ impl<T: OpKind> Op<T> {
             key: None,
             driver: None,
         }
+    }
+}
+
+impl<T: OpKind> Op<T> {
+    /// Asks the kernel to cancel the op if it is in flight; the future still resolves
+    /// (with `ECANCELED`, or with what the op did before the cancel reached it).
+    pub(crate) fn cancel(&self) {
+        if let (Some(key), Some(driver)) = (self.key, self.driver.as_ref()) {
+            driver.cancel(key);
+        }
+    }
+
+    /// Whether the op's SQE was pushed (it is in the kernel until it resolves).
+    pub(crate) fn submitted(&self) -> bool {
+        self.key.is_some()
     }
 }
 

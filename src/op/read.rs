@@ -6,7 +6,7 @@ use io_uring::{opcode, squeue::Entry, types};
 
 use super::OpKind;
 use crate::buf::IoBufMut;
-use crate::driver::Orphan;
+use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
 /// A read of up to `buf.bytes_total()` bytes at `offset`.
@@ -22,7 +22,16 @@ impl<B: IoBufMut> Read<B> {
     }
 }
 
-impl<B> Orphan for Read<B> {}
+impl<B: IoBufMut> Orphan for Read<B> {
+    fn completed(&mut self, c: &Completion) {
+        // A read at the current position consumed these bytes from a stream (a pipe, a
+        // socket) or moved the file position: hand them to the next read.
+        if self.offset == super::CURRENT_POSITION && c.result > 0 {
+            self.fd
+                .salvage(&super::salvage::written(&mut self.buf, c.result as usize));
+        }
+    }
+}
 
 // SAFETY: the SQE points into `buf`, whose memory is stable (IoBufMut) and owned here.
 unsafe impl<B: IoBufMut> OpKind for Read<B> {

@@ -4,6 +4,8 @@
 //! Each test file includes this with `mod util;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod seccomp;
+
 use std::os::fd::OwnedFd;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -130,4 +132,26 @@ pub const LATE_TOLERANCE: Duration = Duration::from_millis(50);
 /// Whether the test runs under valgrind (timing bounds are then meaningless).
 pub fn under_valgrind() -> bool {
     std::env::var_os("RINGLOOP_UNDER_VALGRIND").is_some()
+}
+
+/// Resident set size of this process in bytes (from `/proc/self/statm`).
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("the second field of /proc/self/statm");
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * usize::try_from(page).unwrap_or(4096)
+}
+
+/// A count from the environment variable `name`, else `default` (for shorter runs under
+/// valgrind, or longer ones by hand).
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
