@@ -1,7 +1,7 @@
 //! The ring driver: owns the `IoUring`, the slab of in-flight operations, and the
 //! submit/reap cycle. It knows nothing of op types, tasks or timers.
 //!
-//! Rules it enforces (see `docs/op-lifecycle.md`):
+//! Rules it enforces (see `docs/ops-and-buffers.md`):
 //! - An op keeps its slot from the moment its SQE is pushed until its last CQE, whatever
 //!   `io_uring_enter` returns; a dropped owner turns the slot into an orphan that keeps the
 //!   buffers alive and submits an `ASYNC_CANCEL`.
