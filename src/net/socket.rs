@@ -73,7 +73,7 @@ impl Socket {
     }
 
     pub(crate) async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
-        match op::Writev::new(self.fd.clone(), bufs, op::CURRENT_POSITION) {
+        match op::Writev::new_socket(self.fd.clone(), bufs) {
             Ok(writev) => Op::new(writev).await,
             Err((e, bufs)) => (Err(e), bufs),
         }

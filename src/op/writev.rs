@@ -1,4 +1,6 @@
-//! `IORING_OP_WRITEV` from several owned buffers.
+//! `IORING_OP_WRITEV` from several owned buffers; on sockets `IORING_OP_SENDMSG` with the
+//! same iovecs and `MSG_NOSIGNAL`, since a vectored write to a closed socket raises
+//! `SIGPIPE` (fatal where it has its default action) and `sendmsg` can refuse to.
 
 use std::io;
 
@@ -15,6 +17,8 @@ pub(crate) struct Writev<B> {
     bufs: Vec<B>,
     iovecs: Vec<libc::iovec>,
     offset: u64,
+    /// Sockets: the header naming `iovecs`, sent with `MSG_NOSIGNAL`.
+    socket_hdr: Option<Box<libc::msghdr>>,
 }
 
 impl<B: IoBuf> Writev<B> {
@@ -35,17 +39,37 @@ impl<B: IoBuf> Writev<B> {
             bufs,
             iovecs,
             offset,
+            socket_hdr: None,
         })
+    }
+
+    /// A vectored send on a connected socket: a closed peer is an `EPIPE`, never a
+    /// `SIGPIPE`.
+    pub(crate) fn new_socket(fd: SharedFd, bufs: Vec<B>) -> Result<Self, (io::Error, Vec<B>)> {
+        let mut w = Self::new(fd, bufs, 0)?;
+        // SAFETY: msghdr is plain old data; all-zero is an empty header (no address).
+        let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        // The iovec array is heap memory owned by `w`, never resized: it stays put.
+        hdr.msg_iov = w.iovecs.as_mut_ptr();
+        hdr.msg_iovlen = w.iovecs.len() as _;
+        w.socket_hdr = Some(hdr);
+        Ok(w)
     }
 }
 
 impl<B> Orphan for Writev<B> {}
 
-// SAFETY: the iovec array and every buffer it names are heap memory owned here.
+// SAFETY: the iovec array, the socket header and every buffer they name are heap memory
+// owned here.
 unsafe impl<B: IoBuf> OpKind for Writev<B> {
     type Output = (io::Result<usize>, Vec<B>);
 
     fn sqe(&mut self) -> Entry {
+        if let Some(hdr) = &self.socket_hdr {
+            return opcode::SendMsg::new(types::Fd(self.fd.raw()), &**hdr)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build();
+        }
         opcode::Writev::new(
             types::Fd(self.fd.raw()),
             self.iovecs.as_ptr(),
