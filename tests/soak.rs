@@ -1,7 +1,7 @@
 //! The soak test (issue 6), not part of CI's default run: 200 client connections churn
 //! (connect, echo a random 1–64 KiB, close) against the `tcp_echo` example server in a
 //! child process for `RINGLOOP_SOAK_SECS` seconds (default 300). Reported: connections
-//! per second; the server's RSS after warm-up and at the end (must stay within 5%); its
+//! per second; the server's RSS after warm-up (a fifth of the run) and at the end (must stay within 5%); its
 //! fd count before and after (must come back to the baseline); every echoed byte checked.
 //!
 //! ```sh
@@ -90,6 +90,8 @@ fn soak_200_churning_clients_against_tcp_echo() {
         .expect("an address");
     let pid = child.id();
     let server = Server(child);
+    // The server sets up its signal handlers (a signalfd) just after that line.
+    std::thread::sleep(Duration::from_millis(300));
     let (_, fds_baseline) = usage(pid);
     let my_fds = fd_count();
 
@@ -101,7 +103,7 @@ fn soak_200_churning_clients_against_tcp_echo() {
     let limit = duration + Duration::from_secs(60);
     run_on(EventLoop::builder(), limit, async move {
         let deadline = Instant::now() + duration;
-        let warm_at = Instant::now() + duration / 10;
+        let warm_at = Instant::now() + (duration / 5).max(Duration::from_secs(10)).min(duration);
         let tasks: Vec<_> = (0..CLIENTS as u64)
             .map(|c| {
                 let (done, bytes) = (d2.clone(), b2.clone());
@@ -123,11 +125,18 @@ fn soak_200_churning_clients_against_tcp_echo() {
                 })
             })
             .collect();
-        // The server's RSS once warmed up (a tenth of the way in).
+        // The server's RSS once warmed up (a fifth of the way in, 10 s at least), then every
+        // tenth.
         let sampler = ringloop::spawn(async move {
             let wait = warm_at.saturating_duration_since(Instant::now());
             ringloop::sleep(wait).await;
             w2.set(Some(usage(pid).0));
+            let mut series = Vec::new();
+            while Instant::now() < deadline {
+                series.push(usage(pid).0 >> 10);
+                ringloop::sleep(duration / 10).await;
+            }
+            eprintln!("soak: server RSS samples (KiB): {series:?}");
         });
         for t in tasks {
             t.await.expect("client task");
@@ -147,12 +156,13 @@ fn soak_200_churning_clients_against_tcp_echo() {
     let conns = done.get();
     let growth = end_rss as f64 / warm as f64 - 1.0;
     eprintln!(
-        "soak: {secs} s, {CLIENTS} churning clients: {conns} connections ({:.0}/s), {:.1} MiB echoed; server RSS {:.1} MiB after warm-up -> {:.1} MiB at the end ({:+.1}%); server fds {fds_baseline} -> {fds_end}",
+        "soak: {secs} s, {CLIENTS} churning clients: {conns} connections ({:.0}/s), {:.1} MiB echoed; server RSS {:.1} MiB after warm-up -> {:.1} MiB at the end ({:+.1}%); server fds {fds_baseline} -> {fds_end}; growth per connection {:.2} B",
         conns as f64 / elapsed.as_secs_f64(),
         bytes.get() as f64 / (1 << 20) as f64,
         warm as f64 / (1 << 20) as f64,
         end_rss as f64 / (1 << 20) as f64,
-        growth * 100.0
+        growth * 100.0,
+        (end_rss as f64 - warm as f64) / conns.max(1) as f64
     );
     assert_eq!(fds_end, fds_baseline, "server fds back to the baseline");
     assert!(
