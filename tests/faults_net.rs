@@ -1429,3 +1429,60 @@ fn s21_two_thousand_idle_connections() {
         figures.join("; ")
     );
 }
+
+// ----- found by the write-path fuzz: closing a loop with connections still open -----
+
+/// A protocol that keeps its transport, as asyncio protocols do.
+struct Keeper(Option<StreamTransport>);
+
+impl Protocol for Keeper {
+    fn connection_made(&mut self, t: &StreamTransport) {
+        self.0 = Some(t.clone());
+    }
+}
+
+struct DgKeeper(Option<ringloop::DatagramTransport>);
+
+impl DatagramProtocol for DgKeeper {
+    fn connection_made(&mut self, t: &ringloop::DatagramTransport) {
+        self.0 = Some(t.clone());
+    }
+}
+
+/// The loop closes while connections and a datagram endpoint are open, their protocols
+/// holding their transports: close lets go of the protocols, so the sockets and the
+/// loop's own fds close (a protocol <-> transport cycle kept them open for good before).
+#[test]
+fn loop_close_releases_open_transports() {
+    let _g = serial();
+    let fds = fd_count();
+    run(async {
+        let l = get_running_loop().unwrap();
+        let server = l
+            .create_server(|| Keeper(None), "127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = server.sockets()[0].to_string();
+        for _ in 0..10 {
+            let (t, _p) = l.create_connection(|| Keeper(None), &addr).await.unwrap();
+            t.write(&pattern(1, 100_000)).unwrap();
+        }
+        let (_d, _p) = l
+            .create_datagram_endpoint(
+                || DgKeeper(None),
+                Some("127.0.0.1:0"),
+                None,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        wait_until(Duration::from_secs(10), "all accepted", || {
+            server.active_connections() == 10
+        })
+        .await;
+        // The listening socket closes; the connections stay open (asyncio's rule).
+        server.close();
+    });
+    assert_no_fd_leak(fds);
+    eprintln!("loop close: 20 connection ends and a UDP endpoint still open, all fds released");
+}
