@@ -50,6 +50,7 @@ struct Writer {
     paused: Rc<Cell<bool>>,
     flips: Rc<Cell<u32>>,
     violations: Rc<RefCell<Vec<String>>>,
+    lost: Rc<Cell<bool>>,
 }
 
 impl Writer {
@@ -85,8 +86,12 @@ impl Protocol for Writer {
     fn resume_writing(&mut self) {
         self.check(false);
     }
-    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+    fn connection_lost(&mut self, exc: Option<std::io::Error>) {
+        if let Some(e) = exc {
+            self.violations.borrow_mut().push(format!("lost with {e}"));
+        }
         self.transport = None;
+        self.lost.set(true);
     }
 }
 
@@ -125,6 +130,7 @@ fn one_seed(seed: u64) -> Outcome {
             r.on_data = Some(Box::new(move |_, data| r3.borrow_mut().feed(data)));
         })
         .await;
+        let lost = Rc::new(Cell::new(false));
         let (paused, flips, violations) = (
             Rc::new(Cell::new(false)),
             Rc::new(Cell::new(0)),
@@ -135,6 +141,7 @@ fn one_seed(seed: u64) -> Outcome {
             paused: paused.clone(),
             flips: flips.clone(),
             violations: violations.clone(),
+            lost: lost.clone(),
         };
         let (t, _p) = l
             .create_connection(move || writer, &server.sockets()[0].to_string())
@@ -214,6 +221,13 @@ fn one_seed(seed: u64) -> Outcome {
         .await;
         assert!(!paused.get(), "still paused with an empty buffer");
         t.close();
+        // A clean end: the writer's connection_lost(None) comes before the loop closes.
+        wait_until(
+            Duration::from_secs(10),
+            "the writer's connection_lost",
+            || lost.get(),
+        )
+        .await;
         server.close();
         server.wait_closed().await;
         received.borrow().assert_complete(written, "peer");
