@@ -144,6 +144,13 @@ pub struct DriverStats {
     pub cq_backlogged: u64,
     /// CQEs that named no live operation (must stay zero).
     pub stale_cqes: u64,
+    /// Completions that reported `ENOBUFS`: a receive found the provided-buffer ring
+    /// empty (the transport re-arms; it is backpressure, not an error).
+    pub enobufs: u64,
+    /// Multishot ops (accept, receive) the kernel ended on its own — a last completion
+    /// without `F_MORE` that was neither a cancel nor end of stream — and that their
+    /// owner then re-armed or retired.
+    pub multishot_ended: u64,
 }
 
 /// How [`Driver::submit_and_reap`] may use `io_uring_enter`.
@@ -272,6 +279,8 @@ impl Driver {
         let inner = self.inner.borrow();
         DriverStats {
             stale_cqes: inner.slots.stale_cqes,
+            enobufs: inner.slots.enobufs,
+            multishot_ended: inner.slots.multishot_ended,
             ..inner.stats
         }
     }

@@ -156,6 +156,11 @@ pub(crate) struct Slots {
     next_generation: u32,
     /// CQEs whose key named no live slot (must stay zero; counted for tests).
     pub(crate) stale_cqes: u64,
+    /// Handler-driven CQEs that reported `ENOBUFS` (the provided-buffer ring ran dry).
+    pub(crate) enobufs: u64,
+    /// Handler-driven multishot ops the kernel ended on its own: a last CQE (no `F_MORE`)
+    /// that was neither a cancel nor a zero result (end of stream).
+    pub(crate) multishot_ended: u64,
 }
 
 /// How an op is driven.
@@ -230,7 +235,12 @@ impl Slots {
 
     /// Records a CQE and says what to do about it.
     pub(crate) fn complete(&mut self, key: OpKey, c: Completion) -> Dispatch {
-        let Some(entry) = self.get_mut(key) else {
+        // The slab alone is borrowed (not `self`): the counters stay writable below.
+        let Some(entry) = self
+            .entries
+            .get_mut(key.index as usize)
+            .filter(|e| e.generation == key.generation)
+        else {
             self.stale_cqes += 1;
             return Dispatch::Nothing;
         };
@@ -262,6 +272,12 @@ impl Slots {
                 tag,
                 multishot,
             } => {
+                if c.result == -libc::ENOBUFS {
+                    self.enobufs += 1;
+                }
+                if *multishot && last && c.result != 0 && c.result != -libc::ECANCELED {
+                    self.multishot_ended += 1;
+                }
                 let dispatch = Dispatch::Handler(handler.clone(), *tag, c);
                 if last || !*multishot {
                     self.entries.remove(key.index as usize);

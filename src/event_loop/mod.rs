@@ -92,6 +92,17 @@ pub(crate) trait Flush {
     fn flush(self: Rc<Self>);
 }
 
+/// A transport still open, registered with its loop so that closing the loop lets go of
+/// its protocol. A protocol that keeps its transport (the usual pattern) and the transport
+/// that owns the protocol form a cycle that only `connection_lost` breaks; when the loop
+/// closes first, [`Live::release`] breaks it, or the socket and the loop's own fds would
+/// stay open for good.
+pub(crate) trait Live {
+    /// Drops the protocol and the transport's fd without calling the protocol (the loop
+    /// is closing; ops still in the kernel keep what they point into until their CQEs).
+    fn release(&self);
+}
+
 /// What went wrong, handed to the loop's exception handler.
 #[derive(Debug, Clone)]
 pub struct ExceptionContext {
@@ -136,6 +147,8 @@ pub(crate) struct LoopInner {
     /// write of an iteration leaves in one send.
     flush_queue: RefCell<Vec<Rc<dyn Flush>>>,
     flush_batch: RefCell<Vec<Rc<dyn Flush>>>,
+    /// Transports not yet over, released at close (see [`Live`]).
+    live: RefCell<Slab<std::rc::Weak<dyn Live>>>,
     pub(crate) net: NetConfig,
     buf_ring: RefCell<Option<Rc<BufRing>>>,
     /// Registering a buffer ring failed once (old kernel, or the epoll engine): don't retry.
@@ -318,6 +331,7 @@ impl LoopBuilder {
             due: RefCell::new(Vec::new()),
             flush_queue: RefCell::new(Vec::new()),
             flush_batch: RefCell::new(Vec::new()),
+            live: RefCell::new(Slab::new()),
             net: self.net,
             buf_ring: RefCell::new(None),
             buf_ring_refused: Cell::new(false),
@@ -745,6 +759,19 @@ impl LoopInner {
         }
     }
 
+    /// Registers a transport to release at close; the key unregisters it.
+    pub(crate) fn register_live(&self, live: std::rc::Weak<dyn Live>) -> usize {
+        self.live.borrow_mut().insert(live)
+    }
+
+    /// Forgets a transport registered with [`LoopInner::register_live`] (it is over).
+    pub(crate) fn unregister_live(&self, key: usize) {
+        // A drop during close's release finds the slab taken (or borrowed): nothing to do.
+        if let Ok(mut live) = self.live.try_borrow_mut() {
+            live.try_remove(key);
+        }
+    }
+
     /// Queues a transport's flush for just before the next submit.
     pub(crate) fn schedule_flush(&self, flush: Rc<dyn Flush>) {
         self.flush_queue.borrow_mut().push(flush);
@@ -902,6 +929,14 @@ impl LoopInner {
         let timers = self.timers.borrow_mut().clear();
         drop(timers);
         self.flush_queue.borrow_mut().clear();
+        // Open transports let go of their protocols (breaking protocol <-> transport
+        // cycles) and fds; their ops' memory stays with the driver's slots until shutdown.
+        let live = std::mem::take(&mut *self.live.borrow_mut());
+        for (_, t) in live {
+            if let Some(t) = t.upgrade() {
+                t.release();
+            }
+        }
         self.signals.close();
         self.executor.close();
         self.processes.close();

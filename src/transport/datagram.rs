@@ -13,7 +13,7 @@ use slab::Slab;
 
 use super::resolve_limits;
 use crate::driver::{Completion, Driven, OpHandler, OpKey};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, Live};
 use crate::fd::SharedFd;
 use crate::op::{self, OpKind};
 use crate::protocol::DatagramProtocol;
@@ -50,6 +50,8 @@ pub(crate) struct DatagramInner {
     raw_fd: i32,
     peer: Option<SocketAddr>,
     made: Cell<bool>,
+    /// Our key in the loop's registry of open transports (see [`Live`]).
+    live_key: Cell<Option<usize>>,
 }
 
 /// A datagram endpoint and the protocol it feeds. Cheap to clone.
@@ -66,29 +68,33 @@ impl DatagramTransport {
         protocol: Rc<RefCell<dyn DatagramProtocol>>,
     ) -> Self {
         let raw_fd = fd.raw();
-        DatagramTransport {
-            inner: Rc::new(DatagramInner {
-                event_loop: event_loop.clone(),
-                protocol: RefCell::new(Some(protocol)),
-                st: RefCell::new(State {
-                    fd: Some(fd),
-                    recv: None,
-                    spare: None,
-                    sends: Slab::new(),
-                    buffer_size: 0,
-                    high: super::DEFAULT_HIGH_WATER,
-                    low: super::DEFAULT_LOW_WATER,
-                    paused: false,
-                    told_paused: false,
-                    sync_scheduled: false,
-                    closing: false,
-                    lost_scheduled: false,
-                }),
-                raw_fd,
-                peer,
-                made: Cell::new(false),
+        let inner = Rc::new(DatagramInner {
+            event_loop: event_loop.clone(),
+            protocol: RefCell::new(Some(protocol)),
+            st: RefCell::new(State {
+                fd: Some(fd),
+                recv: None,
+                spare: None,
+                sends: Slab::new(),
+                buffer_size: 0,
+                high: super::DEFAULT_HIGH_WATER,
+                low: super::DEFAULT_LOW_WATER,
+                paused: false,
+                told_paused: false,
+                sync_scheduled: false,
+                closing: false,
+                lost_scheduled: false,
             }),
-        }
+            raw_fd,
+            peer,
+            made: Cell::new(false),
+            live_key: Cell::new(None),
+        });
+        let weak: std::rc::Weak<dyn Live> = Rc::downgrade(&inner) as std::rc::Weak<DatagramInner>;
+        inner
+            .live_key
+            .set(Some(event_loop.inner.register_live(weak)));
+        DatagramTransport { inner }
     }
 
     pub(crate) fn start(&self) {
@@ -358,6 +364,9 @@ impl DatagramInner {
         drop(st);
         let this = self.clone();
         self.event_loop.call_soon(move || {
+            if let Some(key) = this.live_key.take() {
+                this.event_loop.inner.unregister_live(key);
+            }
             let protocol = this.protocol.borrow_mut().take();
             if let Some(p) = protocol
                 && this.made.get()
@@ -367,6 +376,30 @@ impl DatagramInner {
             let fd = this.st.borrow_mut().fd.take();
             drop(fd);
         });
+    }
+}
+
+impl Live for DatagramInner {
+    fn release(&self) {
+        self.live_key.set(None);
+        let protocol = self.protocol.borrow_mut().take();
+        let fd = {
+            let mut st = self.st.borrow_mut();
+            st.closing = true;
+            st.lost_scheduled = true;
+            st.fd.take()
+        };
+        // Dropped outside the borrows: the protocol may hold the last transport clone.
+        drop(fd);
+        drop(protocol);
+    }
+}
+
+impl Drop for DatagramInner {
+    fn drop(&mut self) {
+        if let Some(key) = self.live_key.take() {
+            self.event_loop.inner.unregister_live(key);
+        }
     }
 }
 

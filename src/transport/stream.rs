@@ -32,7 +32,7 @@ use super::{ExtraInfo, ProtocolRef, is_peer_reset, resolve_limits};
 use crate::buf::IoBuf;
 use crate::buf::Slice;
 use crate::driver::{Completion, Driven, OpHandler, OpKey};
-use crate::event_loop::{EventLoop, ExceptionContext, Flush};
+use crate::event_loop::{EventLoop, ExceptionContext, Flush, Live};
 use crate::fd::SharedFd;
 use crate::op::{self, OpKind};
 use crate::sys::socket;
@@ -121,6 +121,8 @@ pub(crate) struct StreamInner {
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
     /// Set once connection_made was delivered.
     made: Cell<bool>,
+    /// Our key in the loop's registry of open transports (see [`Live`]).
+    live_key: Cell<Option<usize>>,
 }
 
 /// A stream connection (TCP or Unix) and the protocol it feeds. Cheap to clone.
@@ -151,39 +153,43 @@ impl StreamTransport {
         };
         let peer = info(socket::peer_addr(raw_fd));
         let local = info(socket::local_addr(raw_fd));
-        StreamTransport {
-            inner: Rc::new(StreamInner {
-                event_loop: event_loop.clone(),
-                kind,
-                protocol: RefCell::new(protocol),
-                st: RefCell::new(State {
-                    fd: Some(fd),
-                    reading: true,
-                    read: ReadOp::Idle,
-                    cancel_requested: false,
-                    multishot: net.multishot_recv,
-                    spare_buf: None,
-                    held: VecDeque::new(),
-                    eof: false,
-                    backlog: BytesMut::new(),
-                    send: None,
-                    in_flight: 0,
-                    flush_scheduled: false,
-                    high: super::DEFAULT_HIGH_WATER,
-                    low: super::DEFAULT_LOW_WATER,
-                    protocol_paused: false,
-                    closing: false,
-                    eof_requested: false,
-                    eof_sent: false,
-                    lost_scheduled: false,
-                }),
-                raw_fd,
-                peer,
-                local,
-                on_lost: RefCell::new(None),
-                made: Cell::new(false),
+        let inner = Rc::new(StreamInner {
+            event_loop: event_loop.clone(),
+            kind,
+            protocol: RefCell::new(protocol),
+            st: RefCell::new(State {
+                fd: Some(fd),
+                reading: true,
+                read: ReadOp::Idle,
+                cancel_requested: false,
+                multishot: net.multishot_recv,
+                spare_buf: None,
+                held: VecDeque::new(),
+                eof: false,
+                backlog: BytesMut::new(),
+                send: None,
+                in_flight: 0,
+                flush_scheduled: false,
+                high: super::DEFAULT_HIGH_WATER,
+                low: super::DEFAULT_LOW_WATER,
+                protocol_paused: false,
+                closing: false,
+                eof_requested: false,
+                eof_sent: false,
+                lost_scheduled: false,
             }),
-        }
+            raw_fd,
+            peer,
+            local,
+            on_lost: RefCell::new(None),
+            made: Cell::new(false),
+            live_key: Cell::new(None),
+        });
+        let weak: std::rc::Weak<dyn Live> = Rc::downgrade(&inner) as std::rc::Weak<StreamInner>;
+        inner
+            .live_key
+            .set(Some(event_loop.inner.register_live(weak)));
+        StreamTransport { inner }
     }
 
     /// Called once after `connection_lost` (servers count their connections with it).
@@ -889,6 +895,9 @@ impl StreamInner {
     }
 
     fn call_connection_lost(self: &Rc<Self>, err: Option<io::Error>) {
+        if let Some(key) = self.live_key.take() {
+            self.event_loop.inner.unregister_live(key);
+        }
         let protocol = std::mem::replace(&mut *self.protocol.borrow_mut(), ProtocolRef::Gone);
         if self.made.get() {
             protocol.connection_lost(err);
@@ -913,6 +922,36 @@ impl StreamInner {
             let fd = st.fd.take();
             drop(st);
             drop(fd);
+        }
+    }
+}
+
+impl Live for StreamInner {
+    fn release(&self) {
+        self.live_key.set(None);
+        let protocol = std::mem::replace(&mut *self.protocol.borrow_mut(), ProtocolRef::Gone);
+        let on_lost = self.on_lost.borrow_mut().take();
+        let fd = {
+            let mut st = self.st.borrow_mut();
+            st.closing = true;
+            st.lost_scheduled = true;
+            st.reading = false;
+            st.backlog.clear();
+            st.held.clear();
+            st.spare_buf = None;
+            st.fd.take()
+        };
+        // Dropped outside the borrows: the protocol may hold the last transport clone.
+        drop(fd);
+        drop(on_lost);
+        drop(protocol);
+    }
+}
+
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        if let Some(key) = self.live_key.take() {
+            self.event_loop.inner.unregister_live(key);
         }
     }
 }
