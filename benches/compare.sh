@@ -32,16 +32,22 @@ SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 CELLS=${CELLS:-"tcp1 tcp128 tcp128p4 tcp128x4k udp16"}
 SERVERS=${SERVERS:-"uring epoll tokio"}
-OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/ringloop-compare.XXXXXX)}
+# REPORT_ONLY=DIR re-prints the tables of an earlier run from its raw rows.
+OUT_DIR=${REPORT_ONLY:-${OUT_DIR:-$(mktemp -d /tmp/ringloop-compare.XXXXXX)}}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 LOAD_TARGET=${LOAD_TARGET:-$TARGET/echo-load}
 HZ=$(getconf CLK_TCK)
 
 log() { echo "$*" >&2; }
 
-log "== building (release): tcp_echo, udp_echo, tokio_echo, echo-load"
-cargo build --release --example tcp_echo --example udp_echo --example tokio_echo >&2
-cargo build --release --manifest-path ../shared/echo-load/Cargo.toml --target-dir "$LOAD_TARGET" >&2
+RAW=$OUT_DIR/raw.tsv
+SYS=$OUT_DIR/syscalls.tsv
+
+if [ -z "${REPORT_ONLY:-}" ]; then
+    log "== building (release): tcp_echo, udp_echo, tokio_echo, echo-load"
+    cargo build --release --example tcp_echo --example udp_echo --example tokio_echo >&2
+    cargo build --release --manifest-path ../shared/echo-load/Cargo.toml --target-dir "$LOAD_TARGET" >&2
+fi
 EX=$TARGET/release/examples
 LOAD=$LOAD_TARGET/release/echo-load
 
@@ -121,9 +127,8 @@ if [ "$SYSCALLS" = 1 ] && perf stat -e raw_syscalls:sys_enter -x, -- true >/dev/
     perf_ok=1
 fi
 
-RAW=$OUT_DIR/raw.tsv
+if [ -z "${REPORT_ONLY:-}" ]; then
 printf 'cell\tround\tserver\tmsgs\tmsgs_per_s\tp99_us\tcpu_us_per_msg\tenters_per_msg\terrors\tmismatches\tlost\n' >"$RAW"
-SYS=$OUT_DIR/syscalls.tsv
 : >"$SYS"
 
 log "== machine: nproc $(nproc), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -168,6 +173,7 @@ for cell in $CELLS; do
     fi
 done
 log "== done in $(($(date +%s) - start_time)) s; load now $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 
 # median COL CELL SERVER: median of a raw.tsv column.
 median() {
