@@ -6,6 +6,7 @@
 #   bash benches/compare.sh                 # every cell, 5 rounds of 2 s per server
 #   SECS=3 ROUNDS=7 bash benches/compare.sh
 #   CELLS="tcp1 tcp128p4" bash benches/compare.sh
+#   CELLS=tcp1 SERVERS="uring uring_lazy epoll" LAZY_US=50 bash benches/compare.sh
 #
 # Per measurement a fresh server starts pinned to CPU $SERVER_CPU (default 1) and echo-load
 # runs pinned to CPU $CLIENT_CPU (default 0) for $SECS seconds. The server's utime+stime
@@ -79,6 +80,8 @@ start_server() {
     if [ "$proto" = udp ]; then bin=$EX/udp_echo; else bin=$EX/tcp_echo; fi
     case $server in
         uring | epoll) cmd=("$bin" server 127.0.0.1:0 --engine "$server") ;;
+        uring_lazy) # TCP only: the lazy-completion wait (LoopBuilder::lazy_completion_wait)
+            cmd=("$bin" server 127.0.0.1:0 --engine uring --lazy-wait-us "${LAZY_US:-50}") ;;
         tokio)
             cmd=("$EX/tokio_echo" 127.0.0.1:0)
             if [ "$proto" = udp ]; then cmd=("$EX/tokio_echo" --udp 127.0.0.1:0); fi
