@@ -38,6 +38,7 @@ OUT_DIR=${REPORT_ONLY:-${OUT_DIR:-$(mktemp -d /tmp/ringloop-compare.XXXXXX)}}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 LOAD_TARGET=${LOAD_TARGET:-$TARGET/echo-load}
 HZ=$(getconf CLK_TCK)
+mkdir -p "$OUT_DIR"
 
 log() { echo "$*" >&2; }
 
