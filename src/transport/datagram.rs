@@ -15,7 +15,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, types};
 use slab::Slab;
@@ -33,6 +32,10 @@ const TAG_RECV: u32 = 0;
 const TAG_SEND_BASE: u32 = 1;
 /// Large enough for any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6).
 const DATAGRAM_BUFFER: usize = 65_536;
+/// How many spent sends a transport keeps for reuse.
+const SPARE_SENDS: usize = 32;
+/// Larger send buffers are freed rather than kept.
+const SPARE_SEND_CAPACITY: usize = 4096;
 /// Room for a source address in a multishot `recvmsg` buffer.
 const NAME_ROOM: usize = size_of::<libc::sockaddr_storage>();
 /// One buffer of the loop's datagram ring: the `io_uring_recvmsg_out` header (16 bytes),
@@ -76,7 +79,13 @@ struct State {
     /// Whether to try a multishot receive (cleared if the kernel refuses one).
     multishot: bool,
     spare: Option<Vec<u8>>,
-    sends: Slab<(OpKey, op::SendMsg<Bytes>)>,
+    /// The header of the last single-shot receive, for the next one.
+    spare_recv_parts: Option<Box<op::MsgParts>>,
+    sends: Slab<(OpKey, op::SendMsg<Vec<u8>>)>,
+    /// Buffers and headers of completed sends, reused by the next ones so a steady echo
+    /// allocates nothing per datagram (at most [`SPARE_SENDS`], buffers up to
+    /// [`SPARE_SEND_CAPACITY`] bytes).
+    spare_sends: Vec<(Vec<u8>, Box<op::MsgParts>)>,
     buffer_size: usize,
     high: usize,
     low: usize,
@@ -122,7 +131,9 @@ impl DatagramTransport {
                     recv: None,
                     multishot: event_loop.inner.net.multishot_recv,
                     spare: None,
+                    spare_recv_parts: None,
                     sends: Slab::new(),
+                    spare_sends: Vec::new(),
                     buffer_size: 0,
                     high: super::DEFAULT_HIGH_WATER,
                     low: super::DEFAULT_LOW_WATER,
@@ -254,7 +265,7 @@ impl DatagramInner {
             .spare
             .take()
             .unwrap_or_else(|| Vec::with_capacity(DATAGRAM_BUFFER));
-        let mut recv = op::RecvMsg::new(fd, buf);
+        let mut recv = op::RecvMsg::reusing(fd, buf, st.spare_recv_parts.take());
         let sqe = recv.sqe();
         let driven = Driven::Handler {
             handler: self.clone(),
@@ -275,7 +286,8 @@ impl DatagramInner {
         let Some(RecvOp::Single(_, recv)) = self.st.borrow_mut().recv.take() else {
             return;
         };
-        let (result, buf) = recv.complete(c.into_result());
+        let (result, buf, parts) = recv.complete_keeping_parts(c.into_result());
+        self.st.borrow_mut().spare_recv_parts = Some(parts);
         let closing = self.st.borrow().closing;
         match result {
             Ok(received) if !closing => {
@@ -385,7 +397,13 @@ impl DatagramInner {
         } else {
             addr.map(RawAddr::from)
         };
-        let mut send = op::SendMsg::new(fd, Bytes::copy_from_slice(data), target);
+        let (mut buf, parts) = match st.spare_sends.pop() {
+            Some((buf, parts)) => (buf, Some(parts)),
+            None => (Vec::new(), None),
+        };
+        buf.clear();
+        buf.extend_from_slice(data);
+        let mut send = op::SendMsg::reusing(fd, buf, target, parts);
         let entry = st.sends.vacant_entry();
         let tag = TAG_SEND_BASE + entry.key() as u32;
         let sqe = send.sqe();
@@ -410,10 +428,13 @@ impl DatagramInner {
         let Some((_, send)) = self.st.borrow_mut().sends.try_remove(index) else {
             return;
         };
-        let (result, buf) = send.complete(c.into_result());
+        let (result, buf, parts) = send.complete_keeping_parts(c.into_result());
         {
             let mut st = self.st.borrow_mut();
             st.buffer_size = st.buffer_size.saturating_sub(buf.len());
+            if st.spare_sends.len() < SPARE_SENDS && buf.capacity() <= SPARE_SEND_CAPACITY {
+                st.spare_sends.push((buf, parts));
+            }
             if st.paused && st.buffer_size <= st.low {
                 st.paused = false;
             }
