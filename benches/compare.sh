@@ -7,6 +7,8 @@
 #   SECS=3 ROUNDS=7 bash benches/compare.sh
 #   CELLS="tcp1 tcp128p4" bash benches/compare.sh
 #   CELLS=tcp1 SERVERS="uring uring_lazy epoll" LAZY_US=50 bash benches/compare.sh
+#   CELLS=udp16 SERVERS="uring uring_before epoll tokio" BEFORE_EX=/path/release/examples \
+#       bash benches/compare.sh          # before/after a change, in the same rounds
 #
 # Per measurement a fresh server starts pinned to CPU $SERVER_CPU (default 1) and echo-load
 # runs pinned to CPU $CLIENT_CPU (default 0) for $SECS seconds. The server's utime+stime
@@ -81,6 +83,9 @@ start_server() {
     if [ "$proto" = udp ]; then bin=$EX/udp_echo; else bin=$EX/tcp_echo; fi
     case $server in
         uring | epoll) cmd=("$bin" server 127.0.0.1:0 --engine "$server") ;;
+        uring_before) # the uring engine built from another tree: BEFORE_EX=its examples dir
+            cmd=("${BEFORE_EX:?set BEFORE_EX to the examples dir of the other build}/$(basename "$bin")" \
+                server 127.0.0.1:0 --engine uring) ;;
         uring_lazy) # TCP only: the lazy-completion wait (LoopBuilder::lazy_completion_wait)
             cmd=("$bin" server 127.0.0.1:0 --engine uring --lazy-wait-us "${LAZY_US:-50}") ;;
         tokio)
