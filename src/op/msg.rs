@@ -85,9 +85,7 @@ impl<B: IoBufMut> RecvMsg<B> {
         parts.hdr.msg_namelen = parts.addr.len;
         RecvMsg { fd, buf, parts }
     }
-}
 
-impl<B: IoBufMut> RecvMsg<B> {
     /// As [`OpKind::complete`], also handing back the boxed header for reuse.
     pub(crate) fn complete_keeping_parts(
         mut self,
