@@ -206,7 +206,12 @@ fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         }
         let _ = stop.await;
-        eprintln!("shutting down");
+        // One line for scripts (benches/compare.sh): the driver's counters for the run.
+        let stats = l.driver_stats();
+        eprintln!(
+            "shutting down; driver: enters={} sqes={} cqes={}",
+            stats.enters, stats.sqes, stats.cqes
+        );
         transport.close();
         Ok::<(), String>(())
     });

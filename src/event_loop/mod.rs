@@ -68,6 +68,12 @@ const KIND_MASK: u64 = INTERNAL_BIT | (0x7F << 56);
 /// is a VM exit there. See BENCHMARKS.md.
 pub const DEFAULT_LAZY_WAIT: Duration = Duration::ZERO;
 
+/// Buffer group of the datagram ring (the stream ring is group 0).
+const DATAGRAM_RING_BGID: u16 = 1;
+/// Buffers in the datagram ring: a multishot `recvmsg` fills at most this many before the
+/// loop recycles them (then it ends with `ENOBUFS` and is re-armed).
+const DATAGRAM_RING_ENTRIES: u16 = 32;
+
 /// How long `close` waits for the kernel to hand back in-flight operations.
 const CLOSE_BOUND: Duration = Duration::from_secs(2);
 
@@ -153,6 +159,9 @@ pub(crate) struct LoopInner {
     buf_ring: RefCell<Option<Rc<BufRing>>>,
     /// Registering a buffer ring failed once (old kernel, or the epoll engine): don't retry.
     buf_ring_refused: Cell<bool>,
+    /// The datagram endpoints' buffer ring (multishot `recvmsg`), registered on first use.
+    dgram_ring: RefCell<Option<Rc<BufRing>>>,
+    dgram_ring_refused: Cell<bool>,
     /// Set when close had to leak kernel-owned memory; Drop then leaks ours too.
     leaked: Cell<bool>,
     armed: Cell<Option<ArmedTimer>>,
@@ -247,9 +256,10 @@ impl LoopBuilder {
         self
     }
 
-    /// Whether stream receives use multishot `recv` fed by a provided-buffer ring (the
-    /// default, where the kernel has it) or one single-shot `recv` into an owned buffer
-    /// per read.
+    /// Whether receives use multishot ops fed by provided-buffer rings (the default, where
+    /// the kernel has them: `recv` on streams, `recvmsg` on datagram endpoints, whose ring
+    /// of 32 × 64 KiB buffers is registered with the first endpoint) or one single-shot
+    /// receive into an owned buffer per read or datagram.
     pub fn multishot_recv(mut self, on: bool) -> Self {
         self.net.multishot_recv = on;
         self
@@ -335,6 +345,8 @@ impl LoopBuilder {
             net: self.net,
             buf_ring: RefCell::new(None),
             buf_ring_refused: Cell::new(false),
+            dgram_ring: RefCell::new(None),
+            dgram_ring_refused: Cell::new(false),
             leaked: Cell::new(false),
             armed: Cell::new(None),
             timer_generation: Cell::new(0),
@@ -812,6 +824,34 @@ impl LoopInner {
         }
     }
 
+    /// The datagram endpoints' provided-buffer ring (each buffer holds the multishot
+    /// `recvmsg` header, a source address and the largest UDP payload), registered on first
+    /// use; `None` where multishot receives are off or the kernel refuses buffer rings.
+    pub(crate) fn datagram_ring(&self) -> Option<Rc<BufRing>> {
+        if !self.net.multishot_recv || self.dgram_ring_refused.get() {
+            return None;
+        }
+        if let Some(r) = self.dgram_ring.borrow().as_ref() {
+            return Some(r.clone());
+        }
+        let ring = BufRing::new(
+            DATAGRAM_RING_BGID,
+            DATAGRAM_RING_ENTRIES,
+            crate::transport::DATAGRAM_RING_BUFFER,
+        )
+        .and_then(|r| self.driver.register_buf_ring(r));
+        match ring {
+            Ok(r) => {
+                *self.dgram_ring.borrow_mut() = Some(r.clone());
+                Some(r)
+            }
+            Err(_) => {
+                self.dgram_ring_refused.set(true);
+                None
+            }
+        }
+    }
+
     /// Keeps a read on the wake-up eventfd in the ring.
     fn arm_wake_read(&self) {
         if self.wake_armed.get() {
@@ -942,6 +982,7 @@ impl LoopInner {
         self.processes.close();
         drop(self.shared.close());
         self.buf_ring.borrow_mut().take();
+        self.dgram_ring.borrow_mut().take();
         if self.driver.shutdown(CLOSE_BOUND) > 0 {
             self.leaked.set(true);
         }

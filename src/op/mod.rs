@@ -24,7 +24,7 @@ mod writev;
 pub(crate) use accept::Accept;
 pub(crate) use close::Close;
 pub(crate) use connect::Connect;
-pub(crate) use msg::{Received, RecvMsg, SendMsg};
+pub(crate) use msg::{MsgParts, Received, RecvMsg, SendMsg};
 pub(crate) use nop::Nop;
 pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;

@@ -13,7 +13,9 @@ use crate::driver::Orphan;
 use crate::fd::SharedFd;
 use crate::sys::socket::RawAddr;
 
-struct MsgParts {
+/// A `msghdr` with its one `iovec` and address, boxed so their addresses stay put while
+/// an op is in flight; a datagram transport keeps spent ones for its next sends.
+pub(crate) struct MsgParts {
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: RawAddr,
@@ -58,13 +60,55 @@ pub(crate) struct RecvMsg<B> {
 }
 
 impl<B: IoBufMut> RecvMsg<B> {
-    pub(crate) fn new(fd: SharedFd, mut buf: B) -> Self {
-        let mut parts = MsgParts::new(None);
+    pub(crate) fn new(fd: SharedFd, buf: B) -> Self {
+        Self::reusing(fd, buf, None)
+    }
+
+    /// As [`RecvMsg::new`], filling `parts` (from an earlier receive's
+    /// [`RecvMsg::complete_keeping_parts`]) instead of allocating new ones.
+    pub(crate) fn reusing(fd: SharedFd, mut buf: B, parts: Option<Box<MsgParts>>) -> Self {
+        let mut parts = match parts {
+            Some(mut parts) => {
+                // SAFETY: msghdr is plain old data; all-zero is a valid value.
+                parts.hdr = unsafe { std::mem::zeroed() };
+                parts.addr = RawAddr::empty();
+                let p = &mut *parts;
+                p.hdr.msg_iov = &mut p.iov;
+                p.hdr.msg_iovlen = 1;
+                parts
+            }
+            None => MsgParts::new(None),
+        };
         parts.iov.iov_base = buf.stable_mut_ptr().cast();
         parts.iov.iov_len = buf.bytes_total();
         parts.hdr.msg_name = parts.addr.as_mut_ptr().cast();
         parts.hdr.msg_namelen = parts.addr.len;
         RecvMsg { fd, buf, parts }
+    }
+
+    /// As [`OpKind::complete`], also handing back the boxed header for reuse.
+    pub(crate) fn complete_keeping_parts(
+        mut self,
+        result: io::Result<u32>,
+    ) -> (io::Result<Received>, B, Box<MsgParts>) {
+        let result = self.received(result);
+        (result, self.buf, self.parts)
+    }
+
+    /// Records what the kernel wrote and describes it.
+    fn received(&mut self, result: io::Result<u32>) -> io::Result<Received> {
+        result.map(|n| {
+            let len = (n as usize).min(self.buf.bytes_total());
+            // SAFETY: the kernel wrote `len` bytes at the start of the buffer.
+            unsafe { self.buf.set_init(len) };
+            let mut addr = self.parts.addr.clone();
+            addr.len = self.parts.hdr.msg_namelen;
+            Received {
+                len,
+                addr,
+                truncated: self.parts.hdr.msg_flags & libc::MSG_TRUNC != 0,
+            }
+        })
     }
 }
 
@@ -79,18 +123,7 @@ unsafe impl<B: IoBufMut> OpKind for RecvMsg<B> {
     }
 
     fn complete(mut self, result: io::Result<u32>) -> Self::Output {
-        let result = result.map(|n| {
-            let len = (n as usize).min(self.buf.bytes_total());
-            // SAFETY: the kernel wrote `len` bytes at the start of the buffer.
-            unsafe { self.buf.set_init(len) };
-            let mut addr = self.parts.addr.clone();
-            addr.len = self.parts.hdr.msg_namelen;
-            Received {
-                len,
-                addr,
-                truncated: self.parts.hdr.msg_flags & libc::MSG_TRUNC != 0,
-            }
-        });
+        let result = self.received(result);
         (result, self.buf)
     }
 }
@@ -104,8 +137,32 @@ pub(crate) struct SendMsg<B> {
 
 impl<B: IoBuf> SendMsg<B> {
     pub(crate) fn new(fd: SharedFd, buf: B, addr: Option<RawAddr>) -> Self {
+        Self::reusing(fd, buf, addr, None)
+    }
+
+    /// As [`SendMsg::new`], filling `parts` (from an earlier send's
+    /// [`SendMsg::complete_keeping_parts`]) instead of allocating new ones.
+    pub(crate) fn reusing(
+        fd: SharedFd,
+        buf: B,
+        addr: Option<RawAddr>,
+        parts: Option<Box<MsgParts>>,
+    ) -> Self {
         let has_addr = addr.is_some();
-        let mut parts = MsgParts::new(addr);
+        let mut parts = match parts {
+            Some(mut parts) => {
+                // SAFETY: msghdr is plain old data; all-zero is a valid value.
+                parts.hdr = unsafe { std::mem::zeroed() };
+                parts.addr = addr.unwrap_or_else(RawAddr::empty);
+                let p = &mut *parts;
+                p.hdr.msg_iov = &mut p.iov;
+                p.hdr.msg_iovlen = 1;
+                p.hdr.msg_name = p.addr.as_mut_ptr().cast();
+                p.hdr.msg_namelen = p.addr.len;
+                parts
+            }
+            None => MsgParts::new(addr),
+        };
         if !has_addr {
             parts.hdr.msg_name = std::ptr::null_mut();
             parts.hdr.msg_namelen = 0;
@@ -113,6 +170,14 @@ impl<B: IoBuf> SendMsg<B> {
         parts.iov.iov_base = buf.stable_ptr() as *mut libc::c_void;
         parts.iov.iov_len = buf.bytes_init();
         SendMsg { fd, buf, parts }
+    }
+
+    /// As [`OpKind::complete`], also handing back the boxed header for reuse.
+    pub(crate) fn complete_keeping_parts(
+        self,
+        result: io::Result<u32>,
+    ) -> (io::Result<usize>, B, Box<MsgParts>) {
+        (result.map(|n| n as usize), self.buf, self.parts)
     }
 }
 

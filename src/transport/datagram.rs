@@ -1,6 +1,13 @@
-//! The datagram transport (UDP): one `recvmsg` in flight, re-armed after each datagram;
-//! each `sendto` is its own `sendmsg` op. Errors of either go to `error_received` and the
-//! endpoint stays open (ICMP port-unreachable on a connected socket shows up this way).
+//! The datagram transport (UDP): one receive in flight; each `sendto` is its own `sendmsg`
+//! op. Errors of either go to `error_received` and the endpoint stays open (ICMP
+//! port-unreachable on a connected socket shows up this way).
+//!
+//! Receiving: with the loop's datagram buffer ring (io_uring) it is a multishot `recvmsg`:
+//! one SQE, and one CQE per datagram carrying a ring buffer with the source address and
+//! the payload, so datagrams queued on the socket are all reaped by one `io_uring_enter`
+//! instead of one enter each. It is re-armed when it ends (`ENOBUFS` when the ring ran
+//! dry, an error, or the kernel ending it). Without the ring (epoll engine, old kernels)
+//! it is a single-shot `recvmsg` into an owned buffer, re-armed after each datagram.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -8,7 +15,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use io_uring::types::RecvMsgOut;
+use io_uring::{cqueue, opcode, types};
 use slab::Slab;
 
 use super::resolve_limits;
@@ -24,12 +32,60 @@ const TAG_RECV: u32 = 0;
 const TAG_SEND_BASE: u32 = 1;
 /// Large enough for any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6).
 const DATAGRAM_BUFFER: usize = 65_536;
+/// How many spent sends a transport keeps for reuse.
+const SPARE_SENDS: usize = 32;
+/// Larger send buffers are freed rather than kept.
+const SPARE_SEND_CAPACITY: usize = 4096;
+/// Room for a source address in a multishot `recvmsg` buffer.
+const NAME_ROOM: usize = size_of::<libc::sockaddr_storage>();
+/// One buffer of the loop's datagram ring: the `io_uring_recvmsg_out` header (16 bytes),
+/// the address room and [`DATAGRAM_BUFFER`] of payload, rounded up to 256 bytes.
+pub(crate) const DATAGRAM_RING_BUFFER: usize =
+    (16 + NAME_ROOM + DATAGRAM_BUFFER).div_ceil(256) * 256;
+
+/// The msghdr of a multishot `recvmsg`: only the address room is set (the payload goes to
+/// the ring buffer; no control data).
+fn multishot_msghdr() -> libc::msghdr {
+    // SAFETY: msghdr is plain old data; all-zero (null pointers, zero lengths) is valid.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_namelen = NAME_ROOM as libc::socklen_t;
+    hdr
+}
+
+/// The receive in flight.
+enum RecvOp {
+    /// Single-shot `recvmsg` into the op's own buffer.
+    Single(OpKey, op::RecvMsg<Vec<u8>>),
+    /// Multishot `recvmsg` from the datagram ring; the kernel reads `_hdr` when the SQE
+    /// is submitted, the fd clone keeps the number from reuse.
+    Multi {
+        key: OpKey,
+        _hdr: Box<libc::msghdr>,
+        _fd: SharedFd,
+    },
+}
+
+impl RecvOp {
+    fn key(&self) -> OpKey {
+        match self {
+            RecvOp::Single(key, _) | RecvOp::Multi { key, .. } => *key,
+        }
+    }
+}
 
 struct State {
     fd: Option<SharedFd>,
-    recv: Option<(OpKey, op::RecvMsg<Vec<u8>>)>,
+    recv: Option<RecvOp>,
+    /// Whether to try a multishot receive (cleared if the kernel refuses one).
+    multishot: bool,
     spare: Option<Vec<u8>>,
-    sends: Slab<(OpKey, op::SendMsg<Bytes>)>,
+    /// The header of the last single-shot receive, for the next one.
+    spare_recv_parts: Option<Box<op::MsgParts>>,
+    sends: Slab<(OpKey, op::SendMsg<Vec<u8>>)>,
+    /// Buffers and headers of completed sends, reused by the next ones so a steady echo
+    /// allocates nothing per datagram (at most [`SPARE_SENDS`], buffers up to
+    /// [`SPARE_SEND_CAPACITY`] bytes).
+    spare_sends: Vec<(Vec<u8>, Box<op::MsgParts>)>,
     buffer_size: usize,
     high: usize,
     low: usize,
@@ -74,8 +130,11 @@ impl DatagramTransport {
             st: RefCell::new(State {
                 fd: Some(fd),
                 recv: None,
+                multishot: event_loop.inner.net.multishot_recv,
                 spare: None,
+                spare_recv_parts: None,
                 sends: Slab::new(),
+                spare_sends: Vec::new(),
                 buffer_size: 0,
                 high: super::DEFAULT_HIGH_WATER,
                 low: super::DEFAULT_LOW_WATER,
@@ -186,11 +245,33 @@ impl DatagramInner {
         let Some(fd) = st.fd.clone() else {
             return;
         };
+        if st.multishot
+            && let Some(ring) = self.event_loop.inner.datagram_ring()
+        {
+            let hdr = Box::new(multishot_msghdr());
+            let sqe = opcode::RecvMsgMulti::new(types::Fd(fd.raw()), &*hdr, ring.bgid()).build();
+            let driven = Driven::Handler {
+                handler: self.clone(),
+                tag: TAG_RECV,
+                multishot: true,
+            };
+            // SAFETY: the SQE points only to `hdr`, kept in `st.recv` until the op's last
+            // CQE; the payload buffers come from the registered ring, which outlives the
+            // io_uring.
+            if let Ok(key) = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
+                st.recv = Some(RecvOp::Multi {
+                    key,
+                    _hdr: hdr,
+                    _fd: fd,
+                });
+            }
+            return;
+        }
         let buf = st
             .spare
             .take()
             .unwrap_or_else(|| Vec::with_capacity(DATAGRAM_BUFFER));
-        let mut recv = op::RecvMsg::new(fd, buf);
+        let mut recv = op::RecvMsg::reusing(fd, buf, st.spare_recv_parts.take());
         let sqe = recv.sqe();
         let driven = Driven::Handler {
             handler: self.clone(),
@@ -200,15 +281,19 @@ impl DatagramInner {
         // SAFETY: the SQE points into `recv` (buffer and boxed msghdr), kept in `st.recv`
         // until its CQE; the slot keeps this transport alive until then.
         if let Ok(key) = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
-            st.recv = Some((key, recv));
+            st.recv = Some(RecvOp::Single(key, recv));
         }
     }
 
     fn on_recv(self: &Rc<Self>, c: Completion) {
-        let Some((_, recv)) = self.st.borrow_mut().recv.take() else {
+        if matches!(self.st.borrow().recv, Some(RecvOp::Multi { .. })) {
+            return Self::on_recv_multi(self, c);
+        }
+        let Some(RecvOp::Single(_, recv)) = self.st.borrow_mut().recv.take() else {
             return;
         };
-        let (result, buf) = recv.complete(c.into_result());
+        let (result, buf, parts) = recv.complete_keeping_parts(c.into_result());
+        self.st.borrow_mut().spare_recv_parts = Some(parts);
         let closing = self.st.borrow().closing;
         match result {
             Ok(received) if !closing => {
@@ -226,6 +311,68 @@ impl DatagramInner {
         }
         self.st.borrow_mut().spare = Some(buf);
         Self::arm_recv(self);
+        self.maybe_finish();
+    }
+
+    /// One CQE of the multishot receive: a datagram in a ring buffer, or its end.
+    fn on_recv_multi(self: &Rc<Self>, c: Completion) {
+        let last = !c.more();
+        if last {
+            self.st.borrow_mut().recv = None;
+        }
+        let ring = self.event_loop.inner.datagram_ring();
+        let buffer = cqueue::buffer_select(c.flags).zip(ring);
+        let closing = self.st.borrow().closing;
+        if c.result >= 0 {
+            if let Some((bid, ring)) = &buffer {
+                let data = ring.take(*bid, c.result as usize);
+                // Parsing fails only on a buffer shorter than the header the kernel
+                // writes first; there is no datagram to deliver then.
+                if let (false, Ok(out)) = (closing, RecvMsgOut::parse(data, &multishot_msghdr()))
+                    && let Some(p) = self.protocol()
+                {
+                    let name = out.name_data();
+                    let mut addr = RawAddr::empty();
+                    let n = name.len().min(NAME_ROOM);
+                    // SAFETY: `storage` is NAME_ROOM bytes of plain old data; we copy at
+                    // most that many bytes into it.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            name.as_ptr(),
+                            addr.as_mut_ptr().cast::<u8>(),
+                            n,
+                        )
+                    };
+                    addr.len = n as libc::socklen_t;
+                    p.borrow_mut()
+                        .datagram_received(out.payload_data(), addr.to_socket_addr());
+                }
+                ring.recycle(*bid);
+            }
+        } else {
+            if let Some((bid, ring)) = &buffer {
+                // Error CQEs may carry a buffer too; it must go back.
+                ring.take(*bid, 0);
+                ring.recycle(*bid);
+            }
+            match -c.result {
+                // The ring ran dry (re-armed below: buffers are recycled as each datagram
+                // is delivered), or we cancelled it (close).
+                libc::ENOBUFS | libc::ECANCELED => {}
+                // Multishot recvmsg unsupported here: single-shot for good.
+                libc::EINVAL => self.st.borrow_mut().multishot = false,
+                e if !closing => {
+                    if let Some(p) = self.protocol() {
+                        p.borrow_mut()
+                            .error_received(io::Error::from_raw_os_error(e));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if last {
+            Self::arm_recv(self);
+        }
         self.maybe_finish();
     }
 
@@ -256,7 +403,13 @@ impl DatagramInner {
         } else {
             addr.map(RawAddr::from)
         };
-        let mut send = op::SendMsg::new(fd, Bytes::copy_from_slice(data), target);
+        let (mut buf, parts) = match st.spare_sends.pop() {
+            Some((buf, parts)) => (buf, Some(parts)),
+            None => (Vec::new(), None),
+        };
+        buf.clear();
+        buf.extend_from_slice(data);
+        let mut send = op::SendMsg::reusing(fd, buf, target, parts);
         let entry = st.sends.vacant_entry();
         let tag = TAG_SEND_BASE + entry.key() as u32;
         let sqe = send.sqe();
@@ -281,10 +434,13 @@ impl DatagramInner {
         let Some((_, send)) = self.st.borrow_mut().sends.try_remove(index) else {
             return;
         };
-        let (result, buf) = send.complete(c.into_result());
+        let (result, buf, parts) = send.complete_keeping_parts(c.into_result());
         {
             let mut st = self.st.borrow_mut();
             st.buffer_size = st.buffer_size.saturating_sub(buf.len());
+            if st.spare_sends.len() < SPARE_SENDS && buf.capacity() <= SPARE_SEND_CAPACITY {
+                st.spare_sends.push((buf, parts));
+            }
             if st.paused && st.buffer_size <= st.low {
                 st.paused = false;
             }
@@ -342,8 +498,8 @@ impl DatagramInner {
             }
             st.closing = true;
             let driver = &self.event_loop.inner.driver;
-            if let Some((key, _)) = &st.recv {
-                driver.cancel(*key);
+            if let Some(recv) = &st.recv {
+                driver.cancel(recv.key());
             }
             if abort {
                 for (_, (key, _)) in st.sends.iter() {

@@ -19,6 +19,7 @@ mod pipe;
 mod protocol_ref;
 mod stream;
 
+pub(crate) use datagram::DATAGRAM_RING_BUFFER;
 pub use datagram::DatagramTransport;
 pub(crate) use pipe::PipeProtocol;
 pub use pipe::{ReadPipeTransport, WritePipeTransport};
