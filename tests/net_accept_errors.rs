@@ -14,18 +14,6 @@ use std::time::Duration;
 use net_util::*;
 use ringloop::{EventLoop, ExceptionContext, get_running_loop};
 
-/// User + system CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
-    let ru = unsafe {
-        let mut ru = std::mem::zeroed::<libc::rusage>();
-        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// The fd of this process's socket bound to `addr`.
 fn fd_bound_to(addr: SocketAddr) -> i32 {
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {

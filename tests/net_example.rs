@@ -4,40 +4,19 @@
 //! summary; no arguments runs both in one process. Skipped when the example binary was
 //! not built next to this test (`cargo test` builds examples).
 
+mod net_util;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-fn example() -> Option<PathBuf> {
-    // target/<profile>/deps/net_example-<hash> → target/<profile>/examples/tcp_echo
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join("tcp_echo");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipped: {} not built", path.display());
-        None
-    }
-}
-
-fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tcp_echo did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use net_util::{example_binary, wait_exit};
 
 #[test]
 fn tcp_echo_server_and_client_cli() {
-    let Some(bin) = example() else { return };
+    let Some(bin) = example_binary("tcp_echo") else {
+        return;
+    };
     let mut server = Command::new(&bin)
         .args(["server", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -79,7 +58,7 @@ fn tcp_echo_server_and_client_cli() {
     // SIGTERM: a clean shutdown, exit 0.
     // SAFETY: kill takes no pointers; the pid is our child's.
     assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
-    let status = wait(&mut server, Duration::from_secs(10));
+    let status = wait_exit(&mut server, Duration::from_secs(10));
     assert!(status.success(), "server after SIGTERM: {status}");
 
     // An unknown command is a usage error.
@@ -89,9 +68,11 @@ fn tcp_echo_server_and_client_cli() {
 
 #[test]
 fn tcp_echo_first_run() {
-    let Some(bin) = example() else { return };
+    let Some(bin) = example_binary("tcp_echo") else {
+        return;
+    };
     let mut child = Command::new(&bin).stdout(Stdio::piped()).spawn().unwrap();
-    let status = wait(&mut child, Duration::from_secs(30));
+    let status = wait_exit(&mut child, Duration::from_secs(30));
     let mut out = String::new();
     child
         .stdout

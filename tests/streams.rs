@@ -550,36 +550,6 @@ fn bad_input_is_a_clear_error() {
 
 // ----- the streams_echo example -----
 
-fn example() -> Option<PathBuf> {
-    // target/<profile>/deps/streams-<hash> → target/<profile>/examples/streams_echo
-    let exe = std::env::current_exe().ok()?;
-    let path = exe
-        .parent()?
-        .parent()?
-        .join("examples")
-        .join("streams_echo");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipped: {} not built", path.display());
-        None
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("streams_echo did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn start_example(bin: &PathBuf, engine: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(bin)
         .args(["127.0.0.1:0", "--engine", engine])
@@ -621,7 +591,9 @@ fn std_echo(addr: SocketAddr, seed: u64, len: usize) {
 #[test]
 fn streams_echo_example_cli() {
     let _g = serial();
-    let Some(bin) = example() else { return };
+    let Some(bin) = example_binary("streams_echo") else {
+        return;
+    };
     for engine in ["uring", "epoll"] {
         let (mut child, addr) = start_example(&bin, engine);
         assert_ne!(addr.port(), 0, "the real port");

@@ -638,3 +638,47 @@ pub fn count_exceptions() -> Rc<RefCell<Vec<String>>> {
         ));
     seen
 }
+
+// ----- processes and CPU time -----
+
+/// User + system CPU time of the calling thread (a loop's own cost, unaffected by other
+/// test threads).
+pub fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let ru = unsafe {
+        let mut ru = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The path of example `name` built beside this test binary
+/// (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/examples/<name>`), or `None`
+/// (said on stderr) when it was not built.
+pub fn example_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {} not built", path.display());
+        None
+    }
+}
+
+/// Waits for `child` to exit, killing it and failing the test after `limit`.
+pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
