@@ -415,3 +415,44 @@ fn a_burst_of_datagrams_arrives_in_order() {
         );
     });
 }
+
+/// `set_write_buffer_limits` on a datagram endpoint judges what is already queued, as
+/// asyncio's does: lowering the high mark under the queued bytes pauses the protocol at
+/// once, and it resumes when the sends complete. Limits read back as `(low, high)`; a
+/// high mark under the low one is refused and changes nothing.
+#[test]
+fn datagram_limits_judge_what_is_queued() {
+    run(async {
+        let l = get_running_loop().unwrap();
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        let (t, burst) = l
+            .create_datagram_endpoint(
+                Burst::default,
+                Some("127.0.0.1:0"),
+                None,
+                DatagramOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+        // Queued in one go: no send can complete before the loop turns.
+        for _ in 0..10 {
+            t.sendto(&[7u8; 1000], Some(to)).unwrap();
+        }
+        assert_eq!(t.get_write_buffer_size(), 10_000);
+        assert_eq!(burst.borrow().paused, 0, "under the default marks");
+        assert!(t.set_write_buffer_limits(Some(10), Some(20)).is_err());
+        assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+        t.set_write_buffer_limits(Some(5000), None).unwrap();
+        assert_eq!(t.get_write_buffer_limits(), (1250, 5000));
+        assert_eq!(burst.borrow().paused, 1, "paused by the new marks, at once");
+        wait_until(T, "resume_writing", || burst.borrow().resumed == 1).await;
+        assert_eq!(t.get_write_buffer_size(), 0);
+        let mut buf = [0u8; 2000];
+        for _ in 0..10 {
+            assert_eq!(sink.recv(&mut buf).unwrap(), 1000);
+        }
+        t.close();
+    });
+}

@@ -19,7 +19,7 @@ use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, types};
 use slab::Slab;
 
-use super::resolve_limits;
+use super::WaterMarks;
 use crate::driver::{Completion, Driven, OpHandler, OpKey};
 use crate::event_loop::{EventLoop, Live};
 use crate::fd::SharedFd;
@@ -87,10 +87,7 @@ struct State {
     /// [`SPARE_SEND_CAPACITY`] bytes).
     spare_sends: Vec<(Vec<u8>, Box<op::MsgParts>)>,
     buffer_size: usize,
-    high: usize,
-    low: usize,
-    /// Whether the buffer is above the high mark (until it drains to the low mark).
-    paused: bool,
+    marks: WaterMarks,
     /// What the protocol was last told (`pause_writing` / `resume_writing`).
     told_paused: bool,
     /// A [`DatagramInner::sync_flow`] is queued (the protocol was busy).
@@ -136,9 +133,7 @@ impl DatagramTransport {
                 sends: Slab::new(),
                 spare_sends: Vec::new(),
                 buffer_size: 0,
-                high: super::DEFAULT_HIGH_WATER,
-                low: super::DEFAULT_LOW_WATER,
-                paused: false,
+                marks: WaterMarks::default(),
                 told_paused: false,
                 sync_scheduled: false,
                 closing: false,
@@ -192,16 +187,27 @@ impl DatagramTransport {
         self.inner.st.borrow().buffer_size
     }
 
-    /// Sets the water marks, as [`StreamTransport::set_write_buffer_limits`](super::StreamTransport::set_write_buffer_limits).
+    /// `(low, high)` water marks.
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.inner.st.borrow().marks.limits()
+    }
+
+    /// Sets the water marks, as [`StreamTransport::set_write_buffer_limits`](super::StreamTransport::set_write_buffer_limits);
+    /// the protocol hears `pause_writing`/`resume_writing` at once if the new marks put
+    /// what is queued on the other side of them.
     pub fn set_write_buffer_limits(
         &self,
         high: Option<usize>,
         low: Option<usize>,
     ) -> io::Result<()> {
-        let (high, low) = resolve_limits(high, low)?;
-        let mut st = self.inner.st.borrow_mut();
-        st.high = high;
-        st.low = low;
+        {
+            let mut st = self.inner.st.borrow_mut();
+            st.marks.set(high, low)?;
+            let size = st.buffer_size;
+            st.marks.pause_due(size);
+            st.marks.resume_due(size);
+        }
+        DatagramInner::sync_flow(&self.inner);
         Ok(())
     }
 
@@ -422,8 +428,8 @@ impl DatagramInner {
         let key = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) }?;
         entry.insert((key, send));
         st.buffer_size += data.len();
-        if !st.paused && st.buffer_size > st.high {
-            st.paused = true;
+        let size = st.buffer_size;
+        if st.marks.pause_due(size) {
             drop(st);
             Self::sync_flow(self);
         }
@@ -441,9 +447,8 @@ impl DatagramInner {
             if st.spare_sends.len() < SPARE_SENDS && buf.capacity() <= SPARE_SEND_CAPACITY {
                 st.spare_sends.push((buf, parts));
             }
-            if st.paused && st.buffer_size <= st.low {
-                st.paused = false;
-            }
+            let size = st.buffer_size;
+            st.marks.resume_due(size);
         }
         if let Err(e) = result
             && e.raw_os_error() != Some(libc::ECANCELED)
@@ -461,10 +466,10 @@ impl DatagramInner {
     fn sync_flow(self: &Rc<Self>) {
         let want = {
             let st = self.st.borrow();
-            if st.paused == st.told_paused {
+            if st.marks.paused() == st.told_paused {
                 return;
             }
-            st.paused
+            st.marks.paused()
         };
         let Some(p) = self.protocol() else {
             return;

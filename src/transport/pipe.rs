@@ -40,7 +40,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::resolve_limits;
+use super::WaterMarks;
 use crate::buf::{IoBuf, Slice};
 use crate::driver::{Completion, Driven, OpHandler, OpKey};
 use crate::event_loop::{EventLoop, ExceptionContext, Flush};
@@ -385,9 +385,7 @@ struct WriteState {
     flush_scheduled: bool,
     /// The `POLLERR` watch on the write end (the reader went away).
     watch: Option<(OpKey, op::PollAdd)>,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
+    marks: WaterMarks,
     closing: bool,
     lost_scheduled: bool,
 }
@@ -445,9 +443,7 @@ impl WritePipeTransport {
                 in_flight: 0,
                 flush_scheduled: false,
                 watch: None,
-                high: super::DEFAULT_HIGH_WATER,
-                low: super::DEFAULT_LOW_WATER,
-                protocol_paused: false,
+                marks: WaterMarks::default(),
                 closing: false,
                 lost_scheduled: false,
             }),
@@ -513,7 +509,7 @@ impl WritePipeTransport {
     /// `(low, high)` water marks.
     pub fn get_write_buffer_limits(&self) -> (usize, usize) {
         let st = self.inner.st.borrow();
-        (st.low, st.high)
+        st.marks.limits()
     }
 
     /// Sets the water marks (a missing low is high/4, a missing high 4 × low); high < low
@@ -523,12 +519,7 @@ impl WritePipeTransport {
         high: Option<usize>,
         low: Option<usize>,
     ) -> io::Result<()> {
-        let (high, low) = resolve_limits(high, low)?;
-        {
-            let mut st = self.inner.st.borrow_mut();
-            st.high = high;
-            st.low = low;
-        }
+        self.inner.st.borrow_mut().marks.set(high, low)?;
         WriteInner::maybe_pause(&self.inner);
         WriteInner::maybe_resume(&self.inner);
         Ok(())
@@ -732,10 +723,10 @@ impl WriteInner {
 
     fn maybe_pause(self: &Rc<Self>) {
         let mut st = self.st.borrow_mut();
-        if st.protocol_paused || st.write_buffer_size() <= st.high || st.lost_scheduled {
+        let size = st.write_buffer_size();
+        if st.lost_scheduled || !st.marks.pause_due(size) {
             return;
         }
-        st.protocol_paused = true;
         drop(st);
         if let Some(p) = self.protocol() {
             p.pause_writing();
@@ -744,10 +735,10 @@ impl WriteInner {
 
     fn maybe_resume(self: &Rc<Self>) {
         let mut st = self.st.borrow_mut();
-        if !st.protocol_paused || st.write_buffer_size() > st.low || st.lost_scheduled {
+        let size = st.write_buffer_size();
+        if st.lost_scheduled || !st.marks.resume_due(size) {
             return;
         }
-        st.protocol_paused = false;
         drop(st);
         if let Some(p) = self.protocol() {
             p.resume_writing();

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use io_uring::{cqueue, opcode, types};
 
-use super::{ExtraInfo, ProtocolRef, is_peer_reset, resolve_limits};
+use super::{ExtraInfo, ProtocolRef, WaterMarks, is_peer_reset};
 use crate::buf::IoBuf;
 use crate::buf::Slice;
 use crate::driver::{Completion, Driven, OpHandler, OpKey};
@@ -85,9 +85,7 @@ struct State {
     /// Bytes of the send in flight not yet acknowledged.
     in_flight: usize,
     flush_scheduled: bool,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
+    marks: WaterMarks,
     // Lifecycle.
     closing: bool,
     eof_requested: bool,
@@ -170,9 +168,7 @@ impl StreamTransport {
                 send: None,
                 in_flight: 0,
                 flush_scheduled: false,
-                high: super::DEFAULT_HIGH_WATER,
-                low: super::DEFAULT_LOW_WATER,
-                protocol_paused: false,
+                marks: WaterMarks::default(),
                 closing: false,
                 eof_requested: false,
                 eof_sent: false,
@@ -275,7 +271,7 @@ impl StreamTransport {
     /// `(low, high)` water marks.
     pub fn get_write_buffer_limits(&self) -> (usize, usize) {
         let st = self.inner.st.borrow();
-        (st.low, st.high)
+        st.marks.limits()
     }
 
     /// Sets the water marks (asyncio defaults: a missing low is high/4, a missing high is
@@ -285,12 +281,7 @@ impl StreamTransport {
         high: Option<usize>,
         low: Option<usize>,
     ) -> io::Result<()> {
-        let (high, low) = resolve_limits(high, low)?;
-        {
-            let mut st = self.inner.st.borrow_mut();
-            st.high = high;
-            st.low = low;
-        }
+        self.inner.st.borrow_mut().marks.set(high, low)?;
         StreamInner::maybe_pause(&self.inner);
         StreamInner::maybe_resume(&self.inner);
         Ok(())
@@ -776,10 +767,10 @@ impl StreamInner {
 
     fn maybe_pause(self: &Rc<Self>) {
         let mut st = self.st.borrow_mut();
-        if st.protocol_paused || st.write_buffer_size() <= st.high {
+        let size = st.write_buffer_size();
+        if !st.marks.pause_due(size) {
             return;
         }
-        st.protocol_paused = true;
         drop(st);
         if !self.protocol().try_pause_writing() {
             let this = self.clone();
@@ -791,10 +782,10 @@ impl StreamInner {
 
     fn maybe_resume(self: &Rc<Self>) {
         let mut st = self.st.borrow_mut();
-        if !st.protocol_paused || st.write_buffer_size() > st.low {
+        let size = st.write_buffer_size();
+        if !st.marks.resume_due(size) {
             return;
         }
-        st.protocol_paused = false;
         drop(st);
         if !self.protocol().try_resume_writing() {
             let this = self.clone();
