@@ -84,7 +84,7 @@ fn echo_100_connections_of_256_kib_over_tcp() {
     const CONNS: u64 = 100;
     const LEN: usize = 256 * 1024;
     let _g = serial();
-    let before = fd_count();
+    let before = settled_fd_count();
     run_on(
         ringloop::EventLoop::builder(),
         Duration::from_secs(60),
@@ -118,13 +118,13 @@ fn echo_100_connections_of_256_kib_over_tcp() {
             .await;
         },
     );
-    assert_eq!(fd_count(), before, "fds leaked");
+    assert_fds_back_to(before, "fds leaked");
 }
 
 #[test]
 fn echo_over_a_unix_socket() {
     let _g = serial();
-    let before = fd_count();
+    let before = settled_fd_count();
     let path = temp_sock_path("streams");
     let p = path.clone();
     run(async move {
@@ -145,7 +145,7 @@ fn echo_over_a_unix_socket() {
         server.wait_closed().await;
     });
     assert!(!path.exists(), "the socket file is removed on close");
-    assert_eq!(fd_count(), before, "fds leaked");
+    assert_fds_back_to(before, "fds leaked");
 }
 
 /// A server whose callback sends `chunks` in order (awaiting a byte from the client before
@@ -490,7 +490,7 @@ fn write_eof_half_closes_and_the_answer_still_arrives() {
 #[test]
 fn dropping_reader_and_writer_closes_the_connection() {
     let _g = serial();
-    let before = fd_count();
+    let before = settled_fd_count();
     run(async {
         let got: Future<Vec<u8>> = Future::new();
         let g = got.clone();
@@ -521,7 +521,7 @@ fn dropping_reader_and_writer_closes_the_connection() {
         server.close();
         server.wait_closed().await;
     });
-    assert_eq!(fd_count(), before, "fds leaked");
+    assert_fds_back_to(before, "fds leaked");
 }
 
 #[test]

@@ -84,6 +84,31 @@ pub fn fd_count() -> usize {
         .count()
 }
 
+/// [`fd_count`] once it holds still: the same over three reads 5 ms apart (at most 1 s).
+/// A thread of the test before may still be winding down (or another thread may be
+/// reading `/proc/self/fd` too) when a test takes its baseline.
+pub fn settled_fd_count() -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut last = fd_count();
+    let mut same = 0;
+    while same < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = fd_count();
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
+/// Fails unless the fd count comes back to `before` within a second.
+pub fn assert_fds_back_to(before: usize, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while fd_count() != before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(fd_count(), before, "{what}");
+}
+
 /// A fresh path for a Unix socket in the temp dir (nothing exists there yet).
 pub fn temp_sock_path(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
