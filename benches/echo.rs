@@ -118,6 +118,44 @@ async fn ringloop_tcp_round_trips(
 
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
+/// Benchmarks `clients` (each with its message) doing `iters` round trips at once, each
+/// client a task on `l`; the clients come back after every sample for the next one.
+fn bench_ringloop_clients<C, F, Fut>(
+    group: &mut Group<'_>,
+    l: &EventLoop,
+    id: BenchmarkId,
+    clients: Vec<(C, Vec<u8>)>,
+    round_trips: F,
+) where
+    C: 'static,
+    F: Fn(C, Vec<u8>, u64) -> Fut,
+    Fut: std::future::Future<Output = (C, Vec<u8>)> + 'static,
+{
+    let clients = RefCell::new(clients);
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let taken = std::mem::take(&mut *clients.borrow_mut());
+            let runs: Vec<_> = taken
+                .into_iter()
+                .map(|(c, out)| round_trips(c, out, iters))
+                .collect();
+            let (elapsed, back) = l
+                .run_until_complete(async move {
+                    let start = Instant::now();
+                    let handles: Vec<_> = runs.into_iter().map(spawn).collect();
+                    let mut back = Vec::new();
+                    for h in handles {
+                        back.push(h.await.expect("client task"));
+                    }
+                    (start.elapsed(), back)
+                })
+                .expect("run");
+            *clients.borrow_mut() = back;
+            elapsed
+        })
+    });
+}
+
 fn ringloop_tcp(group: &mut Group<'_>, engine: Engine, name: &str, size: usize, conns: usize) {
     let l = ringloop_loop(engine);
     let l2 = l.clone();
@@ -137,29 +175,13 @@ fn ringloop_tcp(group: &mut Group<'_>, engine: Engine, name: &str, size: usize, 
             (server, clients)
         })
         .expect("set-up");
-    let clients = RefCell::new(clients);
-    group.bench_function(BenchmarkId::new(name, conns), |b| {
-        b.iter_custom(|iters| {
-            let taken = std::mem::take(&mut *clients.borrow_mut());
-            let (elapsed, back) = l
-                .run_until_complete(async move {
-                    let start = Instant::now();
-                    let handles: Vec<_> = taken
-                        .into_iter()
-                        .map(|(s, out)| spawn(ringloop_tcp_round_trips(s, out, iters)))
-                        .collect();
-                    let mut back = Vec::new();
-                    for h in handles {
-                        back.push(h.await.expect("client task"));
-                    }
-                    (start.elapsed(), back)
-                })
-                .expect("run");
-            *clients.borrow_mut() = back;
-            elapsed
-        })
-    });
-    drop(clients);
+    bench_ringloop_clients(
+        group,
+        &l,
+        BenchmarkId::new(name, conns),
+        clients,
+        ringloop_tcp_round_trips,
+    );
     server.close();
     l.run_until_complete(async move { server.wait_closed().await })
         .expect("close");
@@ -212,29 +234,13 @@ fn ringloop_udp(group: &mut Group<'_>, engine: Engine, name: &str, sockets: usiz
             (server, clients)
         })
         .expect("set-up");
-    let clients = RefCell::new(clients);
-    group.bench_function(BenchmarkId::new(name, sockets), |b| {
-        b.iter_custom(|iters| {
-            let taken = std::mem::take(&mut *clients.borrow_mut());
-            let (elapsed, back) = l
-                .run_until_complete(async move {
-                    let start = Instant::now();
-                    let handles: Vec<_> = taken
-                        .into_iter()
-                        .map(|(s, out)| spawn(ringloop_udp_round_trips(s, out, iters)))
-                        .collect();
-                    let mut back = Vec::new();
-                    for h in handles {
-                        back.push(h.await.expect("client task"));
-                    }
-                    (start.elapsed(), back)
-                })
-                .expect("run");
-            *clients.borrow_mut() = back;
-            elapsed
-        })
-    });
-    drop(clients);
+    bench_ringloop_clients(
+        group,
+        &l,
+        BenchmarkId::new(name, sockets),
+        clients,
+        ringloop_udp_round_trips,
+    );
     server.close();
     l.close().expect("loop close");
 }
