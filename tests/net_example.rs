@@ -6,32 +6,19 @@
 
 mod net_util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use net_util::{example_binary, wait_exit};
+use net_util::{example_binary, start_listening_child, wait_exit};
 
 #[test]
 fn tcp_echo_server_and_client_cli() {
     let Some(bin) = example_binary("tcp_echo") else {
         return;
     };
-    let mut server = Command::new(&bin)
-        .args(["server", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .to_string();
+    let (mut server, addr) = start_listening_child(&bin, &["server", "127.0.0.1:0"]);
+    let addr = addr.to_string();
     assert!(!addr.ends_with(":0"), "the real port: {addr}");
 
     let out = Command::new(&bin)

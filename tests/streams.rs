@@ -8,11 +8,10 @@
 
 mod net_util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::path::PathBuf;
 use std::pin::pin;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -550,26 +549,6 @@ fn bad_input_is_a_clear_error() {
 
 // ----- the streams_echo example -----
 
-fn start_example(bin: &PathBuf, engine: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(bin)
-        .args(["127.0.0.1:0", "--engine", engine])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
-}
-
 /// Sends `len` patterned bytes from a thread while reading the echo; half-closes; the
 /// server's end of stream must follow the last byte.
 fn std_echo(addr: SocketAddr, seed: u64, len: usize) {
@@ -595,7 +574,7 @@ fn streams_echo_example_cli() {
         return;
     };
     for engine in ["uring", "epoll"] {
-        let (mut child, addr) = start_example(&bin, engine);
+        let (mut child, addr) = start_listening_child(&bin, &["127.0.0.1:0", "--engine", engine]);
         assert_ne!(addr.port(), 0, "the real port");
         let clients: Vec<_> = (0..4)
             .map(|seed| std::thread::spawn(move || std_echo(addr, seed, 3 << 20)))

@@ -693,6 +693,32 @@ pub fn example_binary(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Starts a server binary with `args` (stdout and stderr piped) and reads the
+/// `listening on <ip:port>` line it must print first.
+pub fn start_listening_child(
+    bin: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut first)
+        .expect("the first stdout line");
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line {first:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("first line {first:?}: {e}"));
+    (child, addr)
+}
+
 /// Waits for `child` to exit, killing it and failing the test after `limit`.
 pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + limit;
