@@ -11,10 +11,11 @@
 //! `drain()` while a client does not read its echoes (so it stops reading from that client
 //! and its memory stays bounded), and exits 0 on SIGINT or SIGTERM.
 
-use std::io::Write;
+mod common;
+
 use std::process::ExitCode;
 
-use ringloop::{Engine, EventLoop, LoopBuilder, StreamReader, StreamWriter, start_server};
+use ringloop::{LoopBuilder, StreamReader, StreamWriter, start_server};
 
 /// One connection: read what arrives, write it back, wait out backpressure.
 async fn echo(mut reader: StreamReader, writer: StreamWriter) {
@@ -35,38 +36,14 @@ async fn echo(mut reader: StreamReader, writer: StreamWriter) {
     let _ = writer.wait_closed().await;
 }
 
-fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
-    let builder = EventLoop::builder();
-    match args.iter().position(|a| a == "--engine") {
-        Some(i) => {
-            let engine: Engine = args
-                .get(i + 1)
-                .ok_or("--engine needs uring, epoll or auto")?
-                .parse()
-                .map_err(|e: ringloop::Error| e.to_string())?;
-            Ok(builder.engine(engine))
-        }
-        None => Ok(builder),
-    }
-}
-
 fn serve(addr: String, builder: LoopBuilder) -> Result<(), String> {
     let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
     let result = event_loop.run_until_complete(async move {
         let server = start_server(echo, &addr).await.map_err(|e| e.to_string())?;
-        let bound = server.sockets();
-        println!(
-            "listening on {}",
-            bound.first().map(|a| a.to_string()).unwrap_or_default()
-        );
-        let _ = std::io::stdout().flush();
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            let s = server.clone();
-            l.add_signal_handler(sig, move || s.close())
-                .map_err(|e| e.to_string())?;
-        }
-        server.serve_forever().await;
+        common::announce(server.sockets().first().copied());
+        common::until_stop_signal(&l).await?;
+        server.close();
         eprintln!("shutting down");
         Ok::<(), String>(())
     });
@@ -81,7 +58,7 @@ fn main() -> ExitCode {
         Some(a) if !a.starts_with("--") => a.clone(),
         _ => "127.0.0.1:7000".to_string(),
     };
-    match loop_builder(&args).and_then(|b| serve(addr, b)) {
+    match common::loop_builder(&args).and_then(|b| serve(addr, b)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streams_echo: {e}");

@@ -14,6 +14,8 @@
 //! SIGTERM. The client checks every echoed byte against a pattern and exits non-zero on
 //! any mismatch or error.
 
+mod common;
+
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,9 +23,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringloop::net::TcpStream;
-use ringloop::{
-    Engine, EventLoop, LoopBuilder, Protocol, StreamTransport, get_running_loop, spawn,
-};
+use ringloop::{LoopBuilder, Protocol, StreamTransport, get_running_loop, spawn};
 
 /// Echoes what it receives; mirrors write backpressure onto reading.
 struct Echo {
@@ -172,22 +172,12 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
 /// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`) and
 /// `--lazy-wait-us N` (see `LoopBuilder::lazy_completion_wait`).
 fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
-    let mut builder = EventLoop::builder();
+    let mut builder = common::loop_builder(args)?;
     if args.iter().any(|a| a == "--lazy-wait-us") {
-        let us = parse_flag(args, "--lazy-wait-us", 0)?;
+        let us = common::parse_flag(args, "--lazy-wait-us", 0)?;
         builder = builder.lazy_completion_wait(Duration::from_micros(us as u64));
     }
-    match args.iter().position(|a| a == "--engine") {
-        Some(i) => {
-            let engine: Engine = args
-                .get(i + 1)
-                .ok_or("--engine needs uring, epoll or auto")?
-                .parse()
-                .map_err(|e: ringloop::Error| e.to_string())?;
-            Ok(builder.engine(engine))
-        }
-        None => Ok(builder),
-    }
+    Ok(builder)
 }
 
 fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
@@ -199,47 +189,21 @@ fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
             .create_server(|| Echo { transport: None }, &addr)
             .await
             .map_err(|e| e.to_string())?;
-        let bound = server.sockets();
-        println!(
-            "listening on {}",
-            bound.first().map(|a| a.to_string()).unwrap_or_default()
-        );
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            let s = server.clone();
-            l.add_signal_handler(sig, move || s.close())
-                .map_err(|e| e.to_string())?;
-        }
-        server.serve_forever().await;
-        // One line for scripts (benches/compare.sh): the driver's counters for the run.
-        let stats = l.driver_stats();
-        eprintln!(
-            "shutting down; driver: enters={} sqes={} cqes={}",
-            stats.enters, stats.sqes, stats.cqes
-        );
+        common::announce(server.sockets().first().copied());
+        common::until_stop_signal(&l).await?;
+        server.close();
+        common::report_driver(&l);
         Ok::<(), String>(())
     });
     event_loop.close().map_err(|e| e.to_string())?;
     result.map_err(|e| e.to_string())?
 }
 
-fn parse_flag(args: &[String], name: &str, default: usize) -> Result<usize, String> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .ok_or(format!("{name} needs a value"))?
-            .parse()
-            .map_err(|e| format!("{name}: {e}")),
-        None => Ok(default),
-    }
-}
-
 fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {
     Ok(ClientConfig {
-        conns: parse_flag(args, "--conns", defaults.0)?,
-        size: parse_flag(args, "--size", defaults.1)?,
-        count: parse_flag(args, "--count", defaults.2)?,
+        conns: common::parse_flag(args, "--conns", defaults.0)?,
+        size: common::parse_flag(args, "--size", defaults.1)?,
+        count: common::parse_flag(args, "--count", defaults.2)?,
     })
 }
 

@@ -12,6 +12,8 @@
 //! time and waits for its echo; a reply that does not come within the timeout counts as
 //! lost. The client exits non-zero on any mismatch or error.
 
+mod common;
+
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,10 +21,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringloop::net::UdpSocket;
-use ringloop::{
-    DatagramProtocol, DatagramTransport, Engine, EventLoop, Future, LoopBuilder, get_running_loop,
-    spawn,
-};
+use ringloop::{DatagramProtocol, DatagramTransport, LoopBuilder, get_running_loop, spawn};
 
 /// Sends every datagram back to where it came from.
 struct Echo {
@@ -163,22 +162,6 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0
 }
 
-/// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`).
-fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
-    let builder = EventLoop::builder();
-    match args.iter().position(|a| a == "--engine") {
-        Some(i) => {
-            let engine: Engine = args
-                .get(i + 1)
-                .ok_or("--engine needs uring, epoll or auto")?
-                .parse()
-                .map_err(|e: ringloop::Error| e.to_string())?;
-            Ok(builder.engine(engine))
-        }
-        None => Ok(builder),
-    }
-}
-
 fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
     let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
@@ -194,24 +177,9 @@ fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let bound = transport.local_addr().map_err(|e| e.to_string())?;
-        println!("listening on {bound}");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let stop: Future<()> = Future::new();
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            let stop = stop.clone();
-            l.add_signal_handler(sig, move || {
-                let _ = stop.set_result(());
-            })
-            .map_err(|e| e.to_string())?;
-        }
-        let _ = stop.await;
-        // One line for scripts (benches/compare.sh): the driver's counters for the run.
-        let stats = l.driver_stats();
-        eprintln!(
-            "shutting down; driver: enters={} sqes={} cqes={}",
-            stats.enters, stats.sqes, stats.cqes
-        );
+        common::announce(Some(bound));
+        common::until_stop_signal(&l).await?;
+        common::report_driver(&l);
         transport.close();
         Ok::<(), String>(())
     });
@@ -219,23 +187,12 @@ fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
     result.map_err(|e| e.to_string())?
 }
 
-fn parse_flag(args: &[String], name: &str, default: usize) -> Result<usize, String> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .ok_or(format!("{name} needs a value"))?
-            .parse()
-            .map_err(|e| format!("{name}: {e}")),
-        None => Ok(default),
-    }
-}
-
 fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {
     Ok(ClientConfig {
-        conns: parse_flag(args, "--conns", defaults.0)?,
-        size: parse_flag(args, "--size", defaults.1)?,
-        count: parse_flag(args, "--count", defaults.2)?,
-        timeout: Duration::from_millis(parse_flag(args, "--timeout-ms", 1000)? as u64),
+        conns: common::parse_flag(args, "--conns", defaults.0)?,
+        size: common::parse_flag(args, "--size", defaults.1)?,
+        count: common::parse_flag(args, "--count", defaults.2)?,
+        timeout: Duration::from_millis(common::parse_flag(args, "--timeout-ms", 1000)? as u64),
     })
 }
 
@@ -253,7 +210,7 @@ fn main() -> ExitCode {
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
+            common::loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
         }
         Some("client") => (|| {
             let addr: SocketAddr = args
@@ -262,13 +219,13 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(|e| format!("ADDR: {e}"))?;
             let cfg = client_config(&args, (16, 64, 1000))?;
-            loop_builder(&args)?
+            common::loop_builder(&args)?
                 .run(run_client(addr, cfg))
                 .map_err(|e| e.to_string())
         })(),
         None => (|| {
             let cfg = client_config(&args, (16, 512, 1000))?;
-            loop_builder(&args)?
+            common::loop_builder(&args)?
                 .run(async move {
                     let l = get_running_loop().map_err(|e| e.to_string())?;
                     let (server, _) = l
