@@ -247,6 +247,41 @@ fn ringloop_udp(group: &mut Group<'_>, engine: Engine, name: &str, sockets: usiz
 
 // ---- tokio -----------------------------------------------------------------------------
 
+/// [`bench_ringloop_clients`] on tokio's current-thread runtime: each client a tokio task.
+fn bench_tokio_clients<C, F, Fut>(
+    group: &mut Group<'_>,
+    rt: &tokio::runtime::Runtime,
+    id: BenchmarkId,
+    clients: Vec<(C, Vec<u8>)>,
+    round_trips: F,
+) where
+    C: Send + 'static,
+    F: Fn(C, Vec<u8>, u64) -> Fut,
+    Fut: std::future::Future<Output = (C, Vec<u8>)> + Send + 'static,
+{
+    let clients = RefCell::new(clients);
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let taken = std::mem::take(&mut *clients.borrow_mut());
+            let runs: Vec<_> = taken
+                .into_iter()
+                .map(|(c, out)| round_trips(c, out, iters))
+                .collect();
+            let (elapsed, back) = rt.block_on(async move {
+                let start = Instant::now();
+                let handles: Vec<_> = runs.into_iter().map(tokio::spawn).collect();
+                let mut back = Vec::new();
+                for h in handles {
+                    back.push(h.await.expect("client task"));
+                }
+                (start.elapsed(), back)
+            });
+            *clients.borrow_mut() = back;
+            elapsed
+        })
+    });
+}
+
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -310,26 +345,13 @@ fn tokio_tcp(group: &mut Group<'_>, size: usize, conns: usize) {
         }
         (server, clients)
     });
-    let clients = RefCell::new(clients);
-    group.bench_function(BenchmarkId::new("tokio", conns), |b| {
-        b.iter_custom(|iters| {
-            let taken = std::mem::take(&mut *clients.borrow_mut());
-            let (elapsed, back) = rt.block_on(async move {
-                let start = Instant::now();
-                let handles: Vec<_> = taken
-                    .into_iter()
-                    .map(|(s, out)| tokio::spawn(tokio_tcp_round_trips(s, out, iters)))
-                    .collect();
-                let mut back = Vec::new();
-                for h in handles {
-                    back.push(h.await.expect("client task"));
-                }
-                (start.elapsed(), back)
-            });
-            *clients.borrow_mut() = back;
-            elapsed
-        })
-    });
+    bench_tokio_clients(
+        group,
+        &rt,
+        BenchmarkId::new("tokio", conns),
+        clients,
+        tokio_tcp_round_trips,
+    );
     server.abort();
 }
 
@@ -374,26 +396,13 @@ fn tokio_udp(group: &mut Group<'_>, sockets: usize) {
         }
         (server, clients)
     });
-    let clients = RefCell::new(clients);
-    group.bench_function(BenchmarkId::new("tokio", sockets), |b| {
-        b.iter_custom(|iters| {
-            let taken = std::mem::take(&mut *clients.borrow_mut());
-            let (elapsed, back) = rt.block_on(async move {
-                let start = Instant::now();
-                let handles: Vec<_> = taken
-                    .into_iter()
-                    .map(|(s, out)| tokio::spawn(tokio_udp_round_trips(s, out, iters)))
-                    .collect();
-                let mut back = Vec::new();
-                for h in handles {
-                    back.push(h.await.expect("client task"));
-                }
-                (start.elapsed(), back)
-            });
-            *clients.borrow_mut() = back;
-            elapsed
-        })
-    });
+    bench_tokio_clients(
+        group,
+        &rt,
+        BenchmarkId::new("tokio", sockets),
+        clients,
+        tokio_udp_round_trips,
+    );
     server.abort();
 }
 
