@@ -6,7 +6,6 @@
 #   bash benches/compare.sh                 # every cell, 5 rounds of 2 s per server
 #   SECS=3 ROUNDS=7 bash benches/compare.sh
 #   CELLS="tcp1 tcp128p4" bash benches/compare.sh
-#   CELLS=tcp1 SERVERS="uring uring_lazy epoll" LAZY_US=50 bash benches/compare.sh
 #   CELLS=udp16 SERVERS="uring uring_before epoll tokio" BEFORE_EX=/path/release/examples \
 #       bash benches/compare.sh          # before/after a change, in the same rounds
 #
@@ -86,8 +85,6 @@ start_server() {
         uring_before) # the uring engine built from another tree: BEFORE_EX=its examples dir
             cmd=("${BEFORE_EX:?set BEFORE_EX to the examples dir of the other build}/$(basename "$bin")" \
                 server 127.0.0.1:0 --engine uring) ;;
-        uring_lazy) # TCP only: the lazy-completion wait (LoopBuilder::lazy_completion_wait)
-            cmd=("$bin" server 127.0.0.1:0 --engine uring --lazy-wait-us "${LAZY_US:-50}") ;;
         tokio)
             cmd=("$EX/tokio_echo" 127.0.0.1:0)
             if [ "$proto" = udp ]; then cmd=("$EX/tokio_echo" --udp 127.0.0.1:0); fi

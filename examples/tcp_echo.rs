@@ -169,17 +169,6 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0 && messages == expected
 }
 
-/// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`) and
-/// `--lazy-wait-us N` (see `LoopBuilder::lazy_completion_wait`).
-fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
-    let mut builder = common::loop_builder(args)?;
-    if args.iter().any(|a| a == "--lazy-wait-us") {
-        let us = common::parse_flag(args, "--lazy-wait-us", 0)?;
-        builder = builder.lazy_completion_wait(Duration::from_micros(us as u64));
-    }
-    Ok(builder)
-}
-
 fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
     let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
@@ -221,7 +210,7 @@ fn main() -> ExitCode {
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
+            common::loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
         }
         Some("client") => (|| {
             let addr: SocketAddr = args
@@ -230,13 +219,13 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(|e| format!("ADDR: {e}"))?;
             let cfg = client_config(&args, (16, 64, 1000))?;
-            loop_builder(&args)?
+            common::loop_builder(&args)?
                 .run(run_client(addr, cfg))
                 .map_err(|e| e.to_string())
         })(),
         None => (|| {
             let cfg = client_config(&args, (64, 1024, 500))?;
-            loop_builder(&args)?
+            common::loop_builder(&args)?
                 .run(async move {
                     let l = get_running_loop().map_err(|e| e.to_string())?;
                     let server = l

@@ -83,8 +83,8 @@ pub mod transport;
 pub use driver::{DriverStats, Engine, SetupMode};
 pub use error::{Error, Result};
 pub use event_loop::{
-    DEFAULT_LAZY_WAIT, EventLoop, ExceptionContext, Handle, LoopBuilder, POLL_INTERVAL,
-    RemoteHandle, TimerHandle, get_event_loop, get_running_loop, new_event_loop, set_event_loop,
+    EventLoop, ExceptionContext, Handle, LoopBuilder, POLL_INTERVAL, RemoteHandle, TimerHandle,
+    get_event_loop, get_running_loop, new_event_loop, set_event_loop,
 };
 pub use executor::Executor;
 pub use future::{CallbackId, Future};

@@ -66,7 +66,7 @@ pub async fn until_stop_signal(l: &EventLoop) -> Result<(), String> {
 pub fn report_driver(l: &EventLoop) {
     let stats = l.driver_stats();
     eprintln!(
-        "shutting down; driver: enters={} sqes={} cqes={}",
-        stats.enters, stats.sqes, stats.cqes
+        "shutting down; driver: enters={} sqes={} cqes={} quiet={}",
+        stats.enters, stats.sqes, stats.cqes, stats.quiet
     );
 }

@@ -13,6 +13,7 @@
 //!   still holds after the bound is leaked, never freed.
 
 mod epoll;
+mod quiet;
 mod setup;
 #[allow(dead_code)] // multishot and handler paths are used by the transports
 pub(crate) mod slots;
@@ -25,7 +26,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use io_uring::opcode;
-use io_uring::squeue::Entry;
+use io_uring::squeue::{Entry, Flags};
 
 pub(crate) use setup::RingSize;
 pub use setup::SetupMode;
@@ -33,6 +34,7 @@ pub(crate) use slots::{Completion, Dispatch, Driven, INTERNAL_BIT, OpHandler, Op
 
 use crate::buf::ring::BufRing;
 use epoll::EpollEngine;
+use quiet::QuietOps;
 use slots::Slots;
 use uring::UringEngine;
 
@@ -79,13 +81,22 @@ impl Backend {
         &mut self,
         how: Wait,
         bound: Option<Duration>,
-        speculate: Option<(u32, Duration)>,
         stats: &mut DriverStats,
         backlog: &mut Vec<(u64, Completion)>,
     ) -> io::Result<()> {
         match self {
-            Backend::Uring(u) => u.enter(how, bound, speculate, stats, backlog),
+            Backend::Uring(u) => u.enter(how, bound, stats, backlog),
             Backend::Epoll(e) => e.enter(how, bound, stats),
+        }
+    }
+
+    /// Whether everything pushed was submitted and every completion posted is in reach of
+    /// `reap` (none held in an overflow list): then quiet ops without a CQE succeeded.
+    fn submissions_settled(&mut self) -> bool {
+        match self {
+            Backend::Uring(u) => u.submissions_settled(),
+            // Never given quiet ops.
+            Backend::Epoll(_) => true,
         }
     }
 
@@ -144,6 +155,9 @@ pub struct DriverStats {
     pub cq_backlogged: u64,
     /// CQEs that named no live operation (must stay zero).
     pub stale_cqes: u64,
+    /// Quiet ops (stream sends) that succeeded without posting a CQE; the driver settled
+    /// them (see [`Driver::push_quiet_op`]). Zero on epoll.
+    pub quiet: u64,
     /// Completions that reported `ENOBUFS`: a receive found the provided-buffer ring
     /// empty (the transport re-arms; it is backpressure, not an error).
     pub enobufs: u64,
@@ -164,21 +178,6 @@ pub(crate) enum Wait {
     IfSubmitting,
 }
 
-/// What the SQEs pushed since the last enter are, for the blocking wait.
-///
-/// A transport's send that completes inline posts its CQE during the very enter that
-/// submits it; waiting for one CQE would then return at once, and the loop would enter
-/// again to wait for the next real event: two enters per request/response. When the
-/// batch holds only such lazy ops, the blocking wait asks for `lazy + 1` completions with
-/// a short minimum wait (`IORING_FEAT_MIN_TIMEOUT`): the next event usually comes within
-/// it and both are reaped by one enter; if not, the wait returns after it with what
-/// there is, so a lonely completion is delayed at most that long.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Batch {
-    lazy: u32,
-    eager: bool,
-}
-
 /// The ring and the op slab, shared by the loop and every op future on this thread.
 pub(crate) struct Driver {
     inner: RefCell<Inner>,
@@ -188,6 +187,8 @@ pub(crate) struct Driver {
     closed_fds: RefCell<Vec<i32>>,
     /// The epoll engine's epoll fd (`None` on io_uring).
     epoll: Option<i32>,
+    /// Whether quiet ops are available (io_uring with `IORING_FEAT_CQE_SKIP`).
+    quiet_ops: bool,
 }
 
 struct Inner {
@@ -203,10 +204,8 @@ struct Inner {
     buf_rings: Vec<Rc<BufRing>>,
     /// Close timed out with ops still in the kernel; their memory is never freed.
     leaked: bool,
-    /// What was pushed since the last enter.
-    batch: Batch,
-    /// How long a blocking wait after a lazy-only batch waits for one more completion.
-    lazy_wait: Duration,
+    /// Quiet ops pushed and not yet settled.
+    quiet: QuietOps,
 }
 
 fn closed_error() -> io::Error {
@@ -235,6 +234,10 @@ impl Driver {
                 Backend::Epoll(e) => Some(e.epoll_fd()),
                 Backend::Uring(_) => None,
             },
+            quiet_ops: match &backend {
+                Backend::Uring(u) => u.skips_successful_cqes(),
+                Backend::Epoll(_) => false,
+            },
             inner: RefCell::new(Inner {
                 backend: Some(backend),
                 slots: Slots::default(),
@@ -243,8 +246,7 @@ impl Driver {
                 stats: DriverStats::default(),
                 buf_rings: Vec::new(),
                 leaked: false,
-                batch: Batch::default(),
-                lazy_wait: Duration::ZERO,
+                quiet: QuietOps::default(),
             }),
         }
     }
@@ -302,10 +304,10 @@ impl Driver {
         }
     }
 
-    /// Sets how long a blocking wait after a batch of only lazy ops waits for one more
-    /// completion (zero turns the speculation off).
-    pub(crate) fn set_lazy_wait(&self, wait: Duration) {
-        self.inner.borrow_mut().lazy_wait = wait;
+    /// Whether [`Driver::push_quiet_op`] pushes quiet ops (io_uring with
+    /// `IORING_FEAT_CQE_SKIP`); elsewhere it pushes ordinary ones.
+    pub(crate) fn quiet_ops(&self) -> bool {
+        self.quiet_ops
     }
 
     /// Whether the ring is gone (loop closed).
@@ -333,41 +335,56 @@ impl Driver {
     /// memory in the op's owner and hands it to [`Driver::abandon`] if the owner goes first.
     pub(crate) unsafe fn push_op(&self, sqe: Entry, driven: Driven) -> io::Result<OpKey> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.push_op_as(sqe, driven, false) }
+        unsafe { self.push_op_as(sqe, driven, None) }
     }
 
-    /// [`Driver::push_op`] for an op whose completion nobody waits on (a transport's
-    /// send). When every op of a batch is lazy, a blocking submit may wait a little for
-    /// one completion more than the batch brings itself, so a send that completes inline
-    /// does not cost an `io_uring_enter` of its own (see [`Batch`]).
+    /// [`Driver::push_op`] for a quiet op: submitted with `IOSQE_CQE_SKIP_SUCCESS`, so a
+    /// success posts no CQE and the driver completes it with `success` after the enter
+    /// that submitted it (see the `quiet` module). Where [`Driver::quiet_ops`] is false
+    /// it is an ordinary op.
     ///
     /// # Safety
     ///
-    /// As [`Driver::push_op`].
-    pub(crate) unsafe fn push_lazy_op(&self, sqe: Entry, driven: Driven) -> io::Result<OpKey> {
+    /// As [`Driver::push_op`]. Besides, the op must finish during its submission, and
+    /// report anything but the full `success` with a CQE — a send with
+    /// `MSG_DONTWAIT | MSG_WAITALL`, nothing else — and nobody may need its completion
+    /// before the loop's next real event (the enter that submits it may sleep).
+    pub(crate) unsafe fn push_quiet_op(
+        &self,
+        sqe: Entry,
+        driven: Driven,
+        success: i32,
+    ) -> io::Result<OpKey> {
+        let quiet = self.quiet_ops.then_some(success);
         // SAFETY: forwarded from the caller.
-        unsafe { self.push_op_as(sqe, driven, true) }
+        unsafe { self.push_op_as(sqe, driven, quiet) }
     }
 
     /// # Safety
     ///
-    /// As [`Driver::push_op`].
-    unsafe fn push_op_as(&self, sqe: Entry, driven: Driven, lazy: bool) -> io::Result<OpKey> {
+    /// As [`Driver::push_quiet_op`] when `quiet` is set, else as [`Driver::push_op`].
+    unsafe fn push_op_as(
+        &self,
+        sqe: Entry,
+        driven: Driven,
+        quiet: Option<i32>,
+    ) -> io::Result<OpKey> {
         let mut inner = self.inner.borrow_mut();
         if inner.backend.is_none() {
             return Err(closed_error());
         }
-        let key = inner.slots.insert(driven);
-        let sqe = sqe.user_data(key.user_data());
+        let key = inner.slots.insert_as(driven, quiet.is_some());
+        let mut sqe = sqe.user_data(key.user_data());
+        if quiet.is_some() {
+            sqe = sqe.flags(Flags::SKIP_SUCCESS);
+        }
         // SAFETY: the caller guarantees the SQE's memory outlives the op.
         if let Err(e) = unsafe { inner.push(&sqe) } {
             inner.slots.remove_unsubmitted(key);
             return Err(e);
         }
-        if lazy {
-            inner.batch.lazy += 1;
-        } else {
-            inner.batch.eager = true;
+        if let Some(success) = quiet {
+            inner.quiet.pushed(key, success);
         }
         Ok(key)
     }
@@ -449,7 +466,9 @@ impl Driver {
             }
         }
         let wait = match wait {
-            Wait::Block if !inner.backlog.is_empty() => Wait::Poll,
+            // Completions already in hand, or quiet ops a reap could not settle: do not
+            // sleep before they are dispatched.
+            Wait::Block if !inner.backlog.is_empty() || inner.quiet.overdue() => Wait::Poll,
             w => w,
         };
         inner.enter(wait, None)?;
@@ -557,20 +576,27 @@ impl Inner {
     /// completions reaped early to relieve the kernel go to the backlog.
     fn enter(&mut self, how: Wait, bound: Option<Duration>) -> io::Result<()> {
         let backend = self.backend.as_mut().ok_or_else(closed_error)?;
-        let batch = std::mem::take(&mut self.batch);
-        let speculate = (how == Wait::Block
-            && bound.is_none()
-            && !batch.eager
-            && batch.lazy > 0
-            && !self.lazy_wait.is_zero())
-        .then_some((batch.lazy, self.lazy_wait));
-        backend.enter(how, bound, speculate, &mut self.stats, &mut self.backlog)
+        backend.enter(how, bound, &mut self.stats, &mut self.backlog)
     }
 
-    /// Moves the backlog and every CQE in the ring into `out`.
+    /// Moves the backlog and every CQE in the ring into `out`, then settles the quiet ops
+    /// that are known to have succeeded.
     fn reap(&mut self, out: &mut Vec<(u64, Completion)>) {
         out.append(&mut self.backlog);
+        let fresh = out.len();
         self.reap_ring(out);
+        if self.quiet.is_empty() {
+            return;
+        }
+        if self
+            .backend
+            .as_mut()
+            .is_some_and(|b| b.submissions_settled())
+        {
+            self.stats.quiet += self.quiet.settle(out, fresh);
+        } else {
+            self.quiet.postpone();
+        }
     }
 
     fn reap_ring(&mut self, out: &mut Vec<(u64, Completion)>) {
@@ -580,6 +606,7 @@ impl Inner {
         let before = out.len();
         backend.reap(out);
         self.stats.cqes += (out.len() - before) as u64;
+        self.quiet.saw(&out[before..]);
         // The driver's own cancels need no dispatch (order of the rest is kept).
         let mut cancels = 0;
         let mut i = before;

@@ -93,12 +93,22 @@ pub(crate) struct OpKey {
 
 /// Bit 63 of `user_data` marks the driver's own internal SQEs (never a slot).
 pub(crate) const INTERNAL_BIT: u64 = 1 << 63;
-const GENERATION_MASK: u32 = 0x7FFF_FFFF;
+/// Bit 62 of `user_data` marks a quiet op (one submitted with `IOSQE_CQE_SKIP_SUCCESS`,
+/// whose success the driver settles itself): it is the top bit of the key's generation,
+/// so the key, its slot and every CQE agree on it.
+pub(crate) const QUIET_BIT: u64 = 1 << 62;
+const QUIET_GENERATION_BIT: u32 = (QUIET_BIT >> 32) as u32;
+const GENERATION_MASK: u32 = QUIET_GENERATION_BIT - 1;
 
 impl OpKey {
     /// The `user_data` carried by this op's SQE and CQEs.
     pub(crate) fn user_data(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// Whether the op was pushed quiet (see [`QUIET_BIT`]).
+    pub(crate) fn is_quiet(self) -> bool {
+        self.generation & QUIET_GENERATION_BIT != 0
     }
 
     /// The key a `user_data` stands for; `None` for internal SQEs.
@@ -185,11 +195,20 @@ impl Slots {
 
     /// Opens a slot for an op about to be pushed.
     pub(crate) fn insert(&mut self, driven: Driven) -> OpKey {
+        self.insert_as(driven, false)
+    }
+
+    /// Opens a slot; a quiet one's key carries [`QUIET_BIT`].
+    pub(crate) fn insert_as(&mut self, driven: Driven, quiet: bool) -> OpKey {
         self.next_generation = (self.next_generation.wrapping_add(1)) & GENERATION_MASK;
         if self.next_generation == 0 {
             self.next_generation = 1;
         }
-        let generation = self.next_generation;
+        let generation = if quiet {
+            self.next_generation | QUIET_GENERATION_BIT
+        } else {
+            self.next_generation
+        };
         let state = match driven {
             Driven::Future => State::Waiting(None),
             Driven::MultishotFuture => State::Multishot {

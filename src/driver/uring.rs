@@ -34,6 +34,19 @@ impl UringEngine {
         self.probe.is_supported(opcode)
     }
 
+    /// Whether the kernel honours `IOSQE_CQE_SKIP_SUCCESS` (Linux 5.17+); quiet ops need it.
+    pub(super) fn skips_successful_cqes(&self) -> bool {
+        self.ring.params().is_feature_skip_cqe_on_success()
+    }
+
+    /// Whether the SQ is empty (every pushed SQE was consumed, so issued) and no CQE is
+    /// held in the kernel's overflow list: after a reap, every completion an inline op
+    /// posted has been seen.
+    pub(super) fn submissions_settled(&mut self) -> bool {
+        let sq = self.ring.submission();
+        sq.is_empty() && !sq.cq_overflow()
+    }
+
     /// Queues an SQE; false when the SQ is full.
     ///
     /// # Safety
@@ -66,11 +79,9 @@ impl UringEngine {
         &mut self,
         how: Wait,
         bound: Option<Duration>,
-        speculate: Option<(u32, Duration)>,
         stats: &mut DriverStats,
         backlog: &mut Vec<(u64, Completion)>,
     ) -> io::Result<()> {
-        let speculate = speculate.filter(|_| self.ring.params().is_feature_min_timeout());
         let mut wait = how == Wait::Block;
         let mut busy_rounds = 0u32;
         loop {
@@ -79,20 +90,11 @@ impl UringEngine {
                 return Ok(());
             }
             stats.enters += 1;
-            let result = match (bound, speculate) {
-                (Some(t), _) if wait => {
+            let result = match bound {
+                Some(t) if wait => {
                     let ts = Timespec::from(t);
                     let args = SubmitArgs::new().timespec(&ts);
                     self.ring.submitter().submit_with_args(1, &args)
-                }
-                (None, Some((lazy, min_wait))) if wait => {
-                    // One completion more than the lazy batch brings, but after
-                    // `min_wait` whatever is there (see `Batch`).
-                    let usec = u32::try_from(min_wait.as_micros()).unwrap_or(u32::MAX);
-                    let args = SubmitArgs::new().min_wait_usec(usec);
-                    self.ring
-                        .submitter()
-                        .submit_with_args(lazy as usize + 1, &args)
                 }
                 _ => {
                     // SAFETY: no argument pointer is passed; the SQ entries were pushed by

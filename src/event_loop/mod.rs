@@ -62,12 +62,6 @@ const TIMER: u64 = INTERNAL_BIT | (3 << 56);
 const TIMER_UPDATE: u64 = INTERNAL_BIT | (4 << 56);
 const KIND_MASK: u64 = INTERNAL_BIT | (0x7F << 56);
 
-/// Default for [`LoopBuilder::lazy_completion_wait`]: off. Measured on a 2-vCPU VM, it
-/// halves `io_uring_enter` calls per request/response (2.0 → 1.02 at one connection) but
-/// costs ~25% more server CPU per message: arming the minimum-wait timer on every sleep
-/// is a VM exit there. See BENCHMARKS.md.
-pub const DEFAULT_LAZY_WAIT: Duration = Duration::ZERO;
-
 /// Buffer group of the datagram ring (the stream ring is group 0).
 const DATAGRAM_RING_BGID: u16 = 1;
 /// Buffers in the datagram ring: a multishot `recvmsg` fills at most this many before the
@@ -213,7 +207,6 @@ pub struct LoopBuilder {
     size: RingSize,
     net: NetConfig,
     engine: Option<Engine>,
-    lazy_wait: Duration,
 }
 
 /// How stream transports receive.
@@ -238,7 +231,6 @@ impl Default for LoopBuilder {
                 recv_buffer_size: 16 * 1024,
             },
             engine: None,
-            lazy_wait: DEFAULT_LAZY_WAIT,
         }
     }
 }
@@ -271,17 +263,6 @@ impl LoopBuilder {
     pub fn recv_buffers(mut self, count: u16, size: usize) -> Self {
         self.net.recv_buffers = count.max(1).next_power_of_two();
         self.net.recv_buffer_size = size.max(1);
-        self
-    }
-
-    /// How long the loop, about to sleep right after submitting only transport sends,
-    /// waits for one more completion than those sends bring (so a send that completes
-    /// inline and the next request are reaped by one `io_uring_enter`). A send's own
-    /// completion is delayed at most this long; zero (the default, see
-    /// [`DEFAULT_LAZY_WAIT`]) turns it off. Needs Linux 6.12 (`IORING_FEAT_MIN_TIMEOUT`);
-    /// ignored before and on the epoll engine.
-    pub fn lazy_completion_wait(mut self, wait: Duration) -> Self {
-        self.lazy_wait = wait;
         self
     }
 
@@ -322,7 +303,6 @@ impl LoopBuilder {
                 }
             },
         };
-        driver.set_lazy_wait(self.lazy_wait);
         let shared = Shared::new()?;
         let inner = Rc::new(LoopInner {
             id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),

@@ -679,20 +679,43 @@ impl StreamInner {
         };
         let data = st.backlog.split().freeze();
         st.in_flight = data.len();
-        self.push_send(&mut st, fd, data.slice(..));
+        // Quiet when nothing waits on this send (no close, write_eof or paused protocol
+        // to act on its completion): the enter that submits it may then sleep through it.
+        let quiet = self.event_loop.inner.driver.quiet_ops()
+            && !st.closing
+            && !st.eof_requested
+            && !st.marks.paused()
+            && i32::try_from(data.len()).is_ok();
+        self.push_send(&mut st, fd, data.slice(..), quiet);
     }
 
-    fn push_send(self: &Rc<Self>, st: &mut State, fd: SharedFd, buf: Slice<Bytes>) {
-        let mut send = op::Send::new(fd, buf);
+    /// Pushes a send of `buf`: a quiet one ([`op::Send::at_once`], no CQE when it takes
+    /// everything) or one that waits in the kernel for room.
+    fn push_send(self: &Rc<Self>, st: &mut State, fd: SharedFd, buf: Slice<Bytes>, quiet: bool) {
+        let len = (buf.end() - buf.begin()) as i32;
+        let mut send = if quiet {
+            op::Send::at_once(fd, buf)
+        } else {
+            op::Send::new(fd, buf)
+        };
         let sqe = send.sqe();
         let driven = Driven::Handler {
             handler: self.clone(),
             tag: TAG_SEND,
             multishot: false,
         };
-        // SAFETY: the SQE points into `send`'s buffer, kept in `st.send` until the CQE.
-        // Lazy: nobody waits on a transport's send (see `Driver::push_lazy_op`).
-        match unsafe { self.event_loop.inner.driver.push_lazy_op(sqe, driven) } {
+        let driver = &self.event_loop.inner.driver;
+        // SAFETY: the SQE points into `send`'s buffer, kept in `st.send` until the op
+        // completes. A quiet one is `at_once` (finishes during its submission, reports
+        // anything short with a CQE) and nothing waits on it (see `start_send`).
+        let pushed = unsafe {
+            if quiet {
+                driver.push_quiet_op(sqe, driven, len)
+            } else {
+                driver.push_op(sqe, driven)
+            }
+        };
+        match pushed {
             Ok(key) => st.send = Some((key, send)),
             Err(e) => {
                 let this = self.clone();
@@ -708,6 +731,11 @@ impl StreamInner {
             return;
         };
         let (result, slice) = send.complete(c.into_result());
+        let result = match result {
+            // An `at_once` send found no room: send it all again, waiting for room.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(0),
+            r => r,
+        };
         match result {
             Ok(n) => {
                 let (begin, end) = (slice.begin() + n, slice.end());
@@ -716,7 +744,7 @@ impl StreamInner {
                     // Short send: continue from where it stopped, before anything newer.
                     if let Some(fd) = st.fd.clone() {
                         let rest = slice.into_inner().slice(begin..end);
-                        self.push_send(&mut st, fd, rest);
+                        self.push_send(&mut st, fd, rest, false);
                     }
                     drop(st);
                     Self::maybe_pause(self);

@@ -444,6 +444,7 @@ pub struct ServerReport {
     /// Provided receive buffers still handed out after the server closed.
     pub recv_buffers_in_use: usize,
     pub stats: ringloop::DriverStats,
+    pub engine: ringloop::Engine,
 }
 
 /// An [`Echo`] server (`create_server`) running on its own thread and loop.
@@ -486,6 +487,7 @@ impl EchoServerThread {
                     active_at_stop,
                     recv_buffers_in_use: l.recv_buffers_in_use(),
                     stats: l.driver_stats(),
+                    engine: l.engine(),
                 };
                 l.close().expect("close server loop");
                 report
