@@ -348,7 +348,8 @@ impl Driver {
     /// As [`Driver::push_op`]. Besides, the op must finish during its submission, and
     /// report anything but the full `success` with a CQE — a send with
     /// `MSG_DONTWAIT | MSG_WAITALL`, nothing else — and nobody may need its completion
-    /// before the loop's next real event (the enter that submits it may sleep).
+    /// before the loop's next real event (the enter that submits it may sleep), unless
+    /// it says so with [`Driver::await_quiet`].
     pub(crate) unsafe fn push_quiet_op(
         &self,
         sqe: Entry,
@@ -358,6 +359,13 @@ impl Driver {
         let quiet = self.quiet_ops.then_some(success);
         // SAFETY: forwarded from the caller.
         unsafe { self.push_op_as(sqe, driven, quiet) }
+    }
+
+    /// The owner of a quiet op not yet settled now needs its completion (a close waits
+    /// for it, a paused protocol for its resume): the next enter must not sleep before
+    /// it is settled.
+    pub(crate) fn await_quiet(&self) {
+        self.inner.borrow_mut().quiet.hurry();
     }
 
     /// # Safety
@@ -468,7 +476,7 @@ impl Driver {
         let wait = match wait {
             // Completions already in hand, or quiet ops a reap could not settle: do not
             // sleep before they are dispatched.
-            Wait::Block if !inner.backlog.is_empty() || inner.quiet.overdue() => Wait::Poll,
+            Wait::Block if !inner.backlog.is_empty() || inner.quiet.awaited() => Wait::Poll,
             w => w,
         };
         inner.enter(wait, None)?;
@@ -595,7 +603,7 @@ impl Inner {
         {
             self.stats.quiet += self.quiet.settle(out, fresh);
         } else {
-            self.quiet.postpone();
+            self.quiet.hurry();
         }
     }
 

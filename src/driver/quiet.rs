@@ -17,9 +17,12 @@
 //! saw no CQE has succeeded, with the result it was pushed with — and the kernel is done
 //! with its buffers.
 //!
-//! Whoever pushes a quiet op must not need its completion before the next real event:
-//! the enter that submits it may sleep. The stream transport uses quiet sends only when
-//! nothing (a close, a `write_eof`, a paused protocol) waits on the send.
+//! The enter that submits a quiet op may sleep through it, so an owner that comes to need
+//! its completion says so (`Driver::await_quiet`: the next enter does not sleep). The
+//! stream transport pushes its sends quiet only when nothing (a close, a `write_eof`, a
+//! paused protocol) waits on them — all of which is known when it pushes, just before
+//! the enter; datagram sends are pushed during callbacks, so a close or a pause after
+//! them calls `await_quiet`.
 
 use super::Completion;
 use super::slots::{INTERNAL_BIT, OpKey, QUIET_BIT};
@@ -37,9 +40,10 @@ struct Unsettled {
 #[derive(Default)]
 pub(super) struct QuietOps {
     unsettled: Vec<Unsettled>,
-    /// A reap could not settle them (the SQ was not all consumed, or completions were held
-    /// in the overflow list): the next enter must not sleep before they are.
-    overdue: bool,
+    /// The next enter must not sleep before they are settled: a reap could not settle
+    /// them (the SQ was not all consumed, or completions were held in the overflow list),
+    /// or an owner waits on one (`Driver::await_quiet`).
+    awaited: bool,
     /// Scratch for the completions a settlement makes (kept to avoid an allocation).
     settled: Vec<(u64, Completion)>,
 }
@@ -49,14 +53,16 @@ impl QuietOps {
         self.unsettled.is_empty()
     }
 
-    /// Whether a reap left them unsettled (see `overdue`).
-    pub(super) fn overdue(&self) -> bool {
-        self.overdue
+    /// Whether the next enter must not sleep (see `awaited`).
+    pub(super) fn awaited(&self) -> bool {
+        self.awaited
     }
 
-    /// A reap could not settle them yet.
-    pub(super) fn postpone(&mut self) {
-        self.overdue = true;
+    /// A reap could not settle them yet, or an owner waits on one.
+    pub(super) fn hurry(&mut self) {
+        if !self.unsettled.is_empty() {
+            self.awaited = true;
+        }
     }
 
     /// A quiet op was pushed; `success` is its result if no CQE comes.
@@ -108,7 +114,7 @@ impl QuietOps {
         let n = settled.len() as u64;
         out.splice(at..at, settled.drain(..));
         self.settled = settled;
-        self.overdue = false;
+        self.awaited = false;
         n
     }
 }

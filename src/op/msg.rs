@@ -133,6 +133,7 @@ pub(crate) struct SendMsg<B> {
     fd: SharedFd,
     buf: B,
     parts: Box<MsgParts>,
+    flags: i32,
 }
 
 impl<B: IoBuf> SendMsg<B> {
@@ -169,7 +170,35 @@ impl<B: IoBuf> SendMsg<B> {
         }
         parts.iov.iov_base = buf.stable_ptr() as *mut libc::c_void;
         parts.iov.iov_len = buf.bytes_init();
-        SendMsg { fd, buf, parts }
+        SendMsg {
+            fd,
+            buf,
+            parts,
+            flags: libc::MSG_NOSIGNAL,
+        }
+    }
+
+    /// Makes it a send that never waits for room (`MSG_DONTWAIT`): it fails with `EAGAIN`
+    /// instead, during its submission — a candidate for a quiet op
+    /// (`Driver::push_quiet_op`; a datagram is sent whole or not at all).
+    pub(crate) fn at_once(mut self) -> Self {
+        self.flags |= libc::MSG_DONTWAIT;
+        self
+    }
+
+    /// The datagram's length.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.bytes_init()
+    }
+
+    /// Whether it is an [`SendMsg::at_once`] send.
+    pub(crate) fn is_at_once(&self) -> bool {
+        self.flags & libc::MSG_DONTWAIT != 0
+    }
+
+    /// Makes an `at_once` send that found no room an ordinary one, to push again.
+    pub(crate) fn wait_for_room(&mut self) {
+        self.flags &= !libc::MSG_DONTWAIT;
     }
 
     /// As [`OpKind::complete`], also handing back the boxed header for reuse.
@@ -189,7 +218,7 @@ unsafe impl<B: IoBuf> OpKind for SendMsg<B> {
 
     fn sqe(&mut self) -> Entry {
         opcode::SendMsg::new(types::Fd(self.fd.raw()), &self.parts.hdr)
-            .flags(libc::MSG_NOSIGNAL as u32)
+            .flags(self.flags as u32)
             .build()
     }
 

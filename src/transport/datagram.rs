@@ -10,6 +10,7 @@
 //! it is a single-shot `recvmsg` into an owned buffer, re-armed after each datagram.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -82,6 +83,15 @@ struct State {
     /// The header of the last single-shot receive, for the next one.
     spare_recv_parts: Option<Box<op::MsgParts>>,
     sends: Slab<(OpKey, op::SendMsg<Vec<u8>>)>,
+    /// The send in `sends` that waits in the kernel for room in the socket, if any. There
+    /// is at most one: the kernel wakes waiting sends in no particular order (LIFO, in
+    /// fact), so the rest wait here, in `held`, and leave one by one.
+    waiting: Option<usize>,
+    /// Datagrams behind the waiting send, in order, not pushed yet.
+    held: VecDeque<op::SendMsg<Vec<u8>>>,
+    /// How many at the front of `held` are `at_once` sends that found no room; they were
+    /// written before the rest of `held`.
+    held_retries: usize,
     /// Buffers and headers of completed sends, reused by the next ones so a steady echo
     /// allocates nothing per datagram (at most [`SPARE_SENDS`], buffers up to
     /// [`SPARE_SEND_CAPACITY`] bytes).
@@ -93,6 +103,8 @@ struct State {
     /// A [`DatagramInner::sync_flow`] is queued (the protocol was busy).
     sync_scheduled: bool,
     closing: bool,
+    /// `abort` was called: queued sends are cancelled, not pushed again.
+    aborted: bool,
     lost_scheduled: bool,
 }
 
@@ -131,12 +143,16 @@ impl DatagramTransport {
                 spare: None,
                 spare_recv_parts: None,
                 sends: Slab::new(),
+                waiting: None,
+                held: VecDeque::new(),
+                held_retries: 0,
                 spare_sends: Vec::new(),
                 buffer_size: 0,
                 marks: WaterMarks::default(),
                 told_paused: false,
                 sync_scheduled: false,
                 closing: false,
+                aborted: false,
                 lost_scheduled: false,
             }),
             raw_fd,
@@ -415,31 +431,111 @@ impl DatagramInner {
         };
         buf.clear();
         buf.extend_from_slice(data);
+        let driver = &self.event_loop.inner.driver;
         let mut send = op::SendMsg::reusing(fd, buf, target, parts);
-        let entry = st.sends.vacant_entry();
-        let tag = TAG_SEND_BASE + entry.key() as u32;
-        let sqe = send.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag,
-            multishot: false,
-        };
-        // SAFETY: the SQE points into `send`, kept in `st.sends` until its CQE.
-        let key = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) }?;
-        entry.insert((key, send));
+        if driver.quiet_ops() {
+            // On io_uring a send never waits in the kernel unless it is the one that
+            // found no room (see `waiting`).
+            send = send.at_once();
+        }
         st.buffer_size += data.len();
+        if st.waiting.is_some() || !st.held.is_empty() {
+            st.held.push_back(send);
+        } else {
+            // Quiet (no CQE when it is sent) unless the protocol is paused: then its
+            // completion is what resumes it.
+            let quiet = driver.quiet_ops() && !st.marks.paused();
+            if let Err(e) = self.push_send(&mut st, send, quiet) {
+                st.buffer_size -= data.len();
+                return Err(e);
+            }
+        }
         let size = st.buffer_size;
         if st.marks.pause_due(size) {
+            // Paused now: its resume waits on the sends' completions.
+            driver.await_quiet();
             drop(st);
             Self::sync_flow(self);
         }
         Ok(())
     }
 
+    /// Pushes a send (quiet, or one whose CQE always comes) and keeps it in `sends`;
+    /// returns its index there.
+    fn push_send(
+        self: &Rc<Self>,
+        st: &mut State,
+        send: op::SendMsg<Vec<u8>>,
+        quiet: bool,
+    ) -> io::Result<usize> {
+        let driver = &self.event_loop.inner.driver;
+        let entry = st.sends.vacant_entry();
+        let index = entry.key();
+        let mut send = send;
+        let sqe = send.sqe();
+        let driven = Driven::Handler {
+            handler: self.clone(),
+            tag: TAG_SEND_BASE + index as u32,
+            multishot: false,
+        };
+        let len = send.len() as i32;
+        // SAFETY: the SQE points into `send`, kept in `st.sends` until it completes. A
+        // quiet one is `at_once` (finishes during its submission; a datagram is sent
+        // whole or fails with a CQE); whatever comes to wait on it calls `await_quiet`.
+        let key = unsafe {
+            if quiet {
+                driver.push_quiet_op(sqe, driven, len)
+            } else {
+                driver.push_op(sqe, driven)
+            }
+        }?;
+        entry.insert((key, send));
+        Ok(index)
+    }
+
+    /// Pushes `send` as the one send that waits in the kernel for room. On failure (the
+    /// loop is closed) the datagram is dropped with what is held.
+    fn push_waiting(self: &Rc<Self>, st: &mut State, mut send: op::SendMsg<Vec<u8>>) {
+        send.wait_for_room();
+        let len = send.len();
+        match self.push_send(st, send, false) {
+            Ok(index) => st.waiting = Some(index),
+            Err(_) => {
+                let dropped: usize = st.held.drain(..).map(|s| s.len()).sum();
+                st.held_retries = 0;
+                st.buffer_size = st.buffer_size.saturating_sub(len + dropped);
+            }
+        }
+    }
+
     fn on_send(self: &Rc<Self>, index: usize, c: Completion) {
         let Some((_, send)) = self.st.borrow_mut().sends.try_remove(index) else {
             return;
         };
+        {
+            let mut st = self.st.borrow_mut();
+            if st.waiting == Some(index) {
+                st.waiting = None;
+            }
+            if c.result == -libc::EAGAIN && send.is_at_once() && !st.aborted {
+                // No room: it waits for room — the one send that does — or, when another
+                // already waits, goes first among the held ones.
+                if st.waiting.is_none() {
+                    self.push_waiting(&mut st, send);
+                } else {
+                    let at = st.held_retries;
+                    st.held.insert(at, send);
+                    st.held_retries += 1;
+                }
+                return;
+            }
+            if st.waiting.is_none()
+                && let Some(next) = st.held.pop_front()
+            {
+                st.held_retries = st.held_retries.saturating_sub(1);
+                self.push_waiting(&mut st, next);
+            }
+        }
         let (result, buf, parts) = send.complete_keeping_parts(c.into_result());
         {
             let mut st = self.st.borrow_mut();
@@ -502,14 +598,22 @@ impl DatagramInner {
                 return;
             }
             st.closing = true;
+            st.aborted |= abort;
             let driver = &self.event_loop.inner.driver;
             if let Some(recv) = &st.recv {
                 driver.cancel(recv.key());
+            }
+            if !st.sends.is_empty() {
+                // The close finishes when they have: settle quiet ones before sleeping.
+                driver.await_quiet();
             }
             if abort {
                 for (_, (key, _)) in st.sends.iter() {
                     driver.cancel(*key);
                 }
+                let dropped: usize = st.held.drain(..).map(|s| s.len()).sum();
+                st.held_retries = 0;
+                st.buffer_size = st.buffer_size.saturating_sub(dropped);
             }
         }
         self.maybe_finish();
@@ -518,7 +622,7 @@ impl DatagramInner {
     /// Once closing and no send is left, schedule `connection_lost` (once).
     fn maybe_finish(self: &Rc<Self>) {
         let mut st = self.st.borrow_mut();
-        if !st.closing || st.lost_scheduled || !st.sends.is_empty() {
+        if !st.closing || st.lost_scheduled || !st.sends.is_empty() || !st.held.is_empty() {
             return;
         }
         st.lost_scheduled = true;
@@ -571,5 +675,94 @@ impl OpHandler for DatagramInner {
         } else {
             Self::on_send(&self, (tag - TAG_SEND_BASE) as usize, completion);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixDatagram;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    use super::DatagramTransport;
+    use crate::fd::SharedFd;
+    use crate::{DatagramProtocol, EventLoop};
+
+    struct Errors(Rc<RefCell<Vec<io::Error>>>);
+
+    impl DatagramProtocol for Errors {
+        fn datagram_received(&mut self, _data: &[u8], _addr: Option<SocketAddr>) {}
+        fn error_received(&mut self, exc: io::Error) {
+            self.0.borrow_mut().push(exc);
+        }
+    }
+
+    /// More datagrams than the socket's send buffer holds, to a peer that reads only
+    /// later (a Unix datagram pair: unread datagrams stay charged to the sender). The
+    /// quiet (`MSG_DONTWAIT`) sends that find no room come back `EAGAIN` and are pushed
+    /// again as sends that wait; the protocol never hears of it, and every datagram
+    /// arrives, in order.
+    #[test]
+    fn datagrams_that_find_no_room_are_sent_again_not_reported() {
+        const COUNT: usize = 2_000;
+        const SIZE: usize = 1_000;
+        let l = EventLoop::new().unwrap();
+        let (ours, theirs) = UnixDatagram::pair().unwrap();
+        let errors = Rc::new(RefCell::new(Vec::new()));
+        let protocol = Rc::new(RefCell::new(Errors(errors.clone())));
+        // Connected: `sendto(_, None)` goes to the pair's other end.
+        let peer = Some("127.0.0.1:9".parse().unwrap());
+        let t = DatagramTransport::new(&l, SharedFd::new(OwnedFd::from(ours)), peer, protocol);
+        t.start();
+        // High enough that the burst stays quiet (a paused protocol's sends are not).
+        t.set_write_buffer_limits(Some(64 << 20), None).unwrap();
+        let before = l.driver_stats();
+        for i in 0..COUNT {
+            let mut datagram = vec![(i % 251) as u8; SIZE];
+            datagram[..4].copy_from_slice(&(i as u32).to_le_bytes());
+            t.sendto(&datagram, None).unwrap();
+        }
+        // Let the loop submit them all before anybody reads.
+        l.run_until_complete(crate::sleep(Duration::from_millis(20)))
+            .unwrap();
+        assert!(
+            t.get_write_buffer_size() > 0,
+            "the send buffer never filled"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 2 * SIZE];
+            for i in 0..COUNT {
+                let n = theirs.recv(&mut buf).unwrap();
+                assert_eq!(n, SIZE, "datagram {i}");
+                let index = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+                assert_eq!(index, i, "datagrams out of order");
+                assert!(
+                    buf[4..n].iter().all(|&b| b == (i % 251) as u8),
+                    "datagram {i}"
+                );
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.get_write_buffer_size() > 0 {
+            assert!(Instant::now() < deadline, "sends never finished");
+            l.run_until_complete(crate::sleep(Duration::from_millis(1)))
+                .unwrap();
+        }
+        reader
+            .join()
+            .expect("every datagram arrived intact and in order");
+        let stats = l.driver_stats();
+        let resent = stats.sqes - before.sqes - COUNT as u64;
+        assert!(errors.borrow().is_empty(), "{:?}", errors.borrow());
+        if l.engine() == crate::Engine::Uring {
+            assert!(resent > 0, "no send found the buffer full: {stats:?}");
+            assert!(stats.quiet - before.quiet > 0, "{stats:?}");
+        }
+        t.close();
+        l.close().unwrap();
     }
 }

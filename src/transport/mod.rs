@@ -3,9 +3,12 @@
 //! - [`StreamTransport`] (TCP, Unix stream): one receive in flight (multishot from the
 //!   loop's provided-buffer ring, or single-shot into an owned buffer), one send in flight
 //!   plus a backlog that leaves as the next single send; writes of one iteration are
-//!   coalesced into one send just before the loop submits.
+//!   coalesced into one send just before the loop submits. On io_uring sends that nothing
+//!   waits on are quiet ops (no CQE when the socket takes them whole).
 //! - [`DatagramTransport`] (UDP, Unix datagram): a multishot `recvmsg` from the loop's
-//!   datagram buffer ring on io_uring (else one `recvmsg` in flight); sends queue.
+//!   datagram buffer ring on io_uring (else one `recvmsg` in flight); each datagram is
+//!   its own send, in flight at once, except that at most one waits in the kernel for
+//!   room and those behind it are held in order.
 //! - [`ReadPipeTransport`] / [`WritePipeTransport`] (a child's stdout/stderr and stdin):
 //!   one `read` in flight into an owned buffer; writes coalesced as for streams, with a
 //!   `POLLERR` watch for a reader that goes away.
