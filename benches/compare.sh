@@ -8,6 +8,9 @@
 #   CELLS="tcp1 tcp128p4" bash benches/compare.sh
 #   CELLS=udp16 SERVERS="uring uring_before epoll tokio" BEFORE_EX=/path/release/examples \
 #       bash benches/compare.sh          # before/after a change, in the same rounds
+#   CELLS="tcp128p4 tcp1" SERVERS="uring epoll raw_uring raw_epoll" bash benches/compare.sh
+#       # against the hand-written baselines (benches/baselines/; TCP only; also
+#       # raw_uring_skip and raw_uring_fixed, its --skip-success and --fixed-files variants)
 #
 # Per measurement a fresh server starts pinned to CPU $SERVER_CPU (default 1) and echo-load
 # runs pinned to CPU $CLIENT_CPU (default 0) for $SECS seconds. The server's utime+stime
@@ -47,8 +50,9 @@ RAW=$OUT_DIR/raw.tsv
 SYS=$OUT_DIR/syscalls.tsv
 
 if [ -z "${REPORT_ONLY:-}" ]; then
-    log "== building (release): tcp_echo, udp_echo, tokio_echo, echo-load"
-    cargo build --release --example tcp_echo --example udp_echo --example tokio_echo >&2
+    log "== building (release): tcp_echo, udp_echo, tokio_echo, raw_uring_echo, raw_epoll_echo, echo-load"
+    cargo build --release --example tcp_echo --example udp_echo --example tokio_echo \
+        --example raw_uring_echo --example raw_epoll_echo >&2
     cargo build --release --manifest-path ../shared/echo-load/Cargo.toml --target-dir "$LOAD_TARGET" >&2
 fi
 EX=$TARGET/release/examples
@@ -85,6 +89,16 @@ start_server() {
         uring_before) # the uring engine built from another tree: BEFORE_EX=its examples dir
             cmd=("${BEFORE_EX:?set BEFORE_EX to the examples dir of the other build}/$(basename "$bin")" \
                 server 127.0.0.1:0 --engine uring) ;;
+        raw_uring | raw_uring_skip | raw_uring_fixed | raw_epoll)
+            # TCP only: the hand-written calibration baselines in benches/baselines/
+            if [ "$proto" = udp ]; then log "$server is TCP only"; exit 2; fi
+            case $server in
+                raw_uring) cmd=("$EX/raw_uring_echo" server 127.0.0.1:0) ;;
+                raw_uring_skip) cmd=("$EX/raw_uring_echo" server 127.0.0.1:0 --skip-success) ;;
+                raw_uring_fixed) cmd=("$EX/raw_uring_echo" server 127.0.0.1:0 --fixed-files) ;;
+                raw_epoll) cmd=("$EX/raw_epoll_echo" server 127.0.0.1:0) ;;
+            esac
+            ;;
         tokio)
             cmd=("$EX/tokio_echo" 127.0.0.1:0)
             if [ "$proto" = udp ]; then cmd=("$EX/tokio_echo" --udp 127.0.0.1:0); fi
@@ -234,3 +248,28 @@ for cell in $CELLS; do
         "$(ratio_median 6 "$cell" uring epoll)" "$(ratio_median 7 "$cell" uring tokio)" \
         "$(ratio_median 5 "$cell" uring tokio)"
 done
+
+# has_server NAME: whether NAME is in $SERVERS.
+has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+if has_server raw_uring && has_server raw_epoll; then
+    echo
+    echo "Against the hand-written baselines (CPU/msg, median of per-round ratios; raw_uring*/raw_epoll < 1 means the raw io_uring server is cheaper than the raw epoll one):"
+    echo
+    cols=() hdr="| cell |" sep="|---|"
+    for pair in raw_uring/raw_epoll raw_uring_skip/raw_epoll raw_uring_fixed/raw_epoll \
+        uring/raw_uring uring/raw_uring_fixed epoll/raw_epoll; do
+        if has_server "${pair%/*}" && has_server "${pair#*/}"; then
+            cols+=("$pair") hdr="$hdr $pair |" sep="$sep---:|"
+        fi
+    done
+    echo "$hdr"
+    echo "$sep"
+    for cell in $CELLS; do
+        line="| $(cell_label "$cell") |"
+        for pair in "${cols[@]}"; do
+            line="$line $(ratio_median 7 "$cell" "${pair%/*}" "${pair#*/}") |"
+        done
+        echo "$line"
+    done
+fi
