@@ -16,9 +16,13 @@
 //! byte in order, stops on SIGINT/SIGTERM (a signalfd in the epoll set) and prints
 //! `shutting down; driver: enters=N` (epoll_wait calls) on stderr for `benches/compare.sh`.
 
+mod common;
+
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
+
+use common::{set_nodelay, stop_signal_fd};
 
 const LISTENER: u64 = u64::MAX;
 const SIGNAL: u64 = u64::MAX - 1;
@@ -126,39 +130,6 @@ fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn set_nodelay(fd: i32) {
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is a socket this process owns; the option value is a live c_int.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// Blocks SIGINT and SIGTERM and returns a non-blocking signalfd that reads them.
-fn stop_signal_fd() -> io::Result<i32> {
-    // SAFETY: the sigset is initialized by sigemptyset before use; the calls only read it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fd)
-    }
-}
-
 fn close_conn(conns: &mut [Option<Conn>], free: &mut Vec<usize>, idx: usize) {
     if let Some(c) = conns[idx].take() {
         // SAFETY: the connection's fd, closed once (the slot is emptied); closing also
@@ -190,7 +161,7 @@ fn main() {
 }
 
 fn serve(addr: SocketAddr) -> io::Result<()> {
-    let signal_fd = stop_signal_fd()?;
+    let signal_fd = stop_signal_fd(true)?;
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let lfd = listener.as_raw_fd();

@@ -33,6 +33,8 @@
 //! signalfd read on the ring) and prints `shutting down; driver: enters=N ...` on stderr,
 //! the line `benches/compare.sh` reads.
 
+mod common;
+
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
@@ -40,6 +42,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::squeue::{Entry, Flags};
 use io_uring::{IoUring, cqueue, opcode, types};
+
+use common::{set_nodelay, stop_signal_fd};
 
 const BUF_SIZE: usize = 4096;
 const BGID: u16 = 0;
@@ -532,39 +536,6 @@ fn apply_send_result(c: &mut Conn, res: i32) {
     }
 }
 
-fn set_nodelay(fd: i32) {
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is a socket this process owns; the option value is a live c_int.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// Blocks SIGINT and SIGTERM and returns a signalfd that reads them.
-fn stop_signal_fd() -> io::Result<i32> {
-    // SAFETY: the sigset is initialized by sigemptyset before use; the calls only read it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fd)
-    }
-}
-
 fn build_ring() -> io::Result<IoUring> {
     let entries = 2048;
     match IoUring::builder()
@@ -596,7 +567,7 @@ fn main() {
 }
 
 fn serve(opts: Options) -> io::Result<()> {
-    let signal_fd = stop_signal_fd()?;
+    let signal_fd = stop_signal_fd(false)?;
     let listener = TcpListener::bind(opts.addr)?;
     // Accepted sockets inherit TCP_NODELAY (needed with --fixed-files: no raw fd to set it on).
     set_nodelay(listener.as_raw_fd());
