@@ -25,6 +25,32 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// The fd count once it holds still (three equal readings 5 ms apart, at most a second):
+/// a baseline taken while an earlier test's threads still close theirs would be too high.
+fn settled_open_fds() -> usize {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut last = open_fds();
+    let mut same = 0;
+    while same < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = open_fds();
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
+/// Fails if the fd count does not come back to `before` (or below: something unrelated
+/// closed) within a second.
+fn assert_no_fd_leak(before: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while open_fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = open_fds();
+    assert!(after <= before, "{what}: {after} fds open, {before} before");
+}
+
 /// Whether `pid` is still our unreaped child (a zombie or running).
 fn is_unreaped_child(pid: u32) -> bool {
     let mut status = 0;
@@ -342,7 +368,7 @@ fn close_kills_a_running_child_and_leaves_a_finished_one_alone() {
 #[test]
 fn two_hundred_children_no_fd_and_no_zombie_left() {
     let _g = serial();
-    let before = open_fds();
+    let before = settled_open_fds();
     let pids = ringloop::run(async {
         let mut pids = Vec::new();
         let mut running = Vec::new();
@@ -386,13 +412,13 @@ fn two_hundred_children_no_fd_and_no_zombie_left() {
             );
         }
     }
-    assert_eq!(open_fds(), before, "fds leaked");
+    assert_no_fd_leak(before, "fds leaked");
 }
 
 #[test]
 fn a_missing_program_is_a_clear_error_and_the_loop_goes_on() {
     let _g = serial();
-    let before = open_fds();
+    let before = settled_open_fds();
     ringloop::run(async {
         let l = get_running_loop().unwrap();
         let e = l
@@ -431,13 +457,7 @@ fn a_missing_program_is_a_clear_error_and_the_loop_goes_on() {
         assert!(status.success());
     })
     .unwrap();
-    // Threads of earlier tests (executor workers winding down) may still be closing
-    // theirs: the count must come back, within a second.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while open_fds() != before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(open_fds(), before, "a failed spawn leaks no pipe");
+    assert_no_fd_leak(before, "a failed spawn leaks no pipe");
 }
 
 #[test]
@@ -646,7 +666,7 @@ fn children_get_a_clean_signal_mask_only_std_fds_env_and_cwd() {
 #[test]
 fn closing_the_loop_kills_and_reaps_running_children() {
     let _g = serial();
-    let before = open_fds();
+    let before = settled_open_fds();
     let event_loop = EventLoop::new().unwrap();
     let pid = event_loop
         .run_until_complete(async {
@@ -660,7 +680,7 @@ fn closing_the_loop_kills_and_reaps_running_children() {
     assert!(start.elapsed() < Duration::from_secs(3));
     assert!(!is_unreaped_child(pid), "killed and reaped at close");
     drop(event_loop);
-    assert_eq!(open_fds(), before);
+    assert_no_fd_leak(before, "fds leaked");
 }
 
 fn is_unreaped_child_alive(pid: u32) -> bool {

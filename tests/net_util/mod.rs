@@ -100,13 +100,15 @@ pub fn settled_fd_count() -> usize {
     last
 }
 
-/// Fails unless the fd count comes back to `before` within a second.
+/// Fails unless the fd count comes back to `before` (or below: an earlier test's thread
+/// closed one meanwhile) within a second.
 pub fn assert_fds_back_to(before: usize, what: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while fd_count() != before && std::time::Instant::now() < deadline {
+    while fd_count() > before && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(fd_count(), before, "{what}");
+    let after = fd_count();
+    assert!(after <= before, "{what}: {after} fds open, {before} before");
 }
 
 /// A fresh path for a Unix socket in the temp dir (nothing exists there yet).
