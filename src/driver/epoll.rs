@@ -132,6 +132,9 @@ pub(super) struct EpollEngine {
     events: Vec<libc::epoll_event>,
     /// Fds whose multishot op yielded while still ready.
     rerun: Vec<(RawFd, Dir)>,
+    /// The last blocking enter returned without `epoll_wait`: what it ran had completed
+    /// at once (see `enter`). The next one polls, so other fds' readiness is never starved.
+    skipped_wait: bool,
 }
 
 impl EpollEngine {
@@ -145,6 +148,7 @@ impl EpollEngine {
             timers: Vec::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
             rerun: Vec::new(),
+            skipped_wait: false,
         })
     }
 
@@ -211,9 +215,18 @@ impl EpollEngine {
             Wait::IfSubmitting if !had_submissions => return Ok(()),
             Wait::IfSubmitting => return Ok(()),
             Wait::Poll => 0,
+            // What was just run completed at once (a send that fit): those completions
+            // are what the blocking wait waits for, so return them without an
+            // `epoll_wait` of timeout 0 that would mostly find nothing — one syscall per
+            // request/response saved — but not twice in a row.
+            Wait::Block if !self.completions.is_empty() && !self.skipped_wait => {
+                self.skipped_wait = true;
+                return Ok(());
+            }
             Wait::Block if !self.completions.is_empty() || !self.rerun.is_empty() => 0,
             Wait::Block => self.wait_ms(bound),
         };
+        self.skipped_wait = false;
         stats.enters += 1;
         let n = nb::epoll_wait(self.epfd.as_raw_fd(), &mut self.events, timeout_ms)?;
         for i in 0..n {
