@@ -6,7 +6,7 @@
 #   bash benches/compare.sh                 # every cell, 5 rounds of 2 s per server
 #   SECS=3 ROUNDS=7 bash benches/compare.sh
 #   CELLS="tcp1 tcp128p4" bash benches/compare.sh
-#   CELLS=udp16 SERVERS="uring uring_before epoll tokio" BEFORE_EX=/path/release/examples \
+#   CELLS=udp16 SERVERS="uring uring_before epoll epoll_before tokio" BEFORE_EX=/path/release/examples \
 #       bash benches/compare.sh          # before/after a change, in the same rounds
 #   CELLS="tcp128p4 tcp1" SERVERS="uring epoll raw_uring raw_epoll" bash benches/compare.sh
 #       # against the hand-written baselines (benches/baselines/; TCP only; also
@@ -86,9 +86,9 @@ start_server() {
     if [ "$proto" = udp ]; then bin=$EX/udp_echo; else bin=$EX/tcp_echo; fi
     case $server in
         uring | epoll) cmd=("$bin" server 127.0.0.1:0 --engine "$server") ;;
-        uring_before) # the uring engine built from another tree: BEFORE_EX=its examples dir
+        uring_before | epoll_before) # an engine built from another tree: BEFORE_EX=its examples dir
             cmd=("${BEFORE_EX:?set BEFORE_EX to the examples dir of the other build}/$(basename "$bin")" \
-                server 127.0.0.1:0 --engine uring) ;;
+                server 127.0.0.1:0 --engine "${server%_before}") ;;
         raw_uring | raw_uring_skip | raw_uring_fixed | raw_epoll)
             # TCP only: the hand-written calibration baselines in benches/baselines/
             if [ "$proto" = udp ]; then log "$server is TCP only"; exit 2; fi
