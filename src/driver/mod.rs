@@ -155,7 +155,8 @@ pub struct DriverStats {
     pub cq_backlogged: u64,
     /// CQEs that named no live operation (must stay zero).
     pub stale_cqes: u64,
-    /// Quiet ops (stream sends) that succeeded without posting a CQE; the driver settled
+    /// Quiet ops (stream and datagram sends) that succeeded without posting a CQE; the
+    /// driver settled
     /// them (see [`Driver::push_quiet_op`]). Zero on epoll.
     pub quiet: u64,
     /// Completions that reported `ENOBUFS`: a receive found the provided-buffer ring
@@ -346,8 +347,9 @@ impl Driver {
     /// # Safety
     ///
     /// As [`Driver::push_op`]. Besides, the op must finish during its submission, and
-    /// report anything but the full `success` with a CQE — a send with
-    /// `MSG_DONTWAIT | MSG_WAITALL`, nothing else — and nobody may need its completion
+    /// report anything but the full `success` with a CQE — a stream send with
+    /// `MSG_DONTWAIT | MSG_WAITALL` or a datagram send with `MSG_DONTWAIT` (sent whole or
+    /// not at all), nothing else — and nobody may need its completion
     /// before the loop's next real event (the enter that submits it may sleep), unless
     /// it says so with [`Driver::await_quiet`].
     pub(crate) unsafe fn push_quiet_op(

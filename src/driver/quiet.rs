@@ -8,10 +8,11 @@
 //! and sleeps until the next event.
 //!
 //! Why it is sound: a quiet op must finish *inline*, during its own submission, and a short
-//! result must count as a failure. A send with `MSG_DONTWAIT | MSG_WAITALL` is one: the
-//! kernel never parks it waiting for room (`REQ_F_NOWAIT`), and a stream send that took
-//! only part of the buffer fails with the count it did take (`io_sendrecv_fail`) instead
-//! of retrying. A failure posts its CQE as usual, during that same enter (or into the
+//! result must count as a failure. A stream send with `MSG_DONTWAIT | MSG_WAITALL` is one:
+//! the kernel never parks it waiting for room (`REQ_F_NOWAIT`), and a send that took only
+//! part of the buffer fails with the count it did take (`io_sendrecv_fail`) instead of
+//! retrying. A datagram send with `MSG_DONTWAIT` is one too (a datagram goes whole or not
+//! at all). A failure posts its CQE as usual, during that same enter (or into the
 //! overflow list, which `IORING_SQ_CQ_OVERFLOW` reports). So once an enter has consumed
 //! the whole SQ, the CQ has been reaped and no overflow is held back, every quiet op that
 //! saw no CQE has succeeded, with the result it was pushed with — and the kernel is done
