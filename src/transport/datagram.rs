@@ -108,6 +108,16 @@ struct State {
     lost_scheduled: bool,
 }
 
+impl State {
+    /// Drops the datagrams held behind the waiting send (abort, or a closed loop), and
+    /// their bytes from the buffer size.
+    fn drop_held(&mut self) {
+        let dropped: usize = self.held.drain(..).map(|s| s.len()).sum();
+        self.held_retries = 0;
+        self.buffer_size = self.buffer_size.saturating_sub(dropped);
+    }
+}
+
 pub(crate) struct DatagramInner {
     event_loop: EventLoop,
     protocol: RefCell<Option<Rc<RefCell<dyn DatagramProtocol>>>>,
@@ -465,13 +475,12 @@ impl DatagramInner {
     fn push_send(
         self: &Rc<Self>,
         st: &mut State,
-        send: op::SendMsg<Vec<u8>>,
+        mut send: op::SendMsg<Vec<u8>>,
         quiet: bool,
     ) -> io::Result<usize> {
         let driver = &self.event_loop.inner.driver;
         let entry = st.sends.vacant_entry();
         let index = entry.key();
-        let mut send = send;
         let sqe = send.sqe();
         let driven = Driven::Handler {
             handler: self.clone(),
@@ -501,9 +510,8 @@ impl DatagramInner {
         match self.push_send(st, send, false) {
             Ok(index) => st.waiting = Some(index),
             Err(_) => {
-                let dropped: usize = st.held.drain(..).map(|s| s.len()).sum();
-                st.held_retries = 0;
-                st.buffer_size = st.buffer_size.saturating_sub(len + dropped);
+                st.buffer_size = st.buffer_size.saturating_sub(len);
+                st.drop_held();
             }
         }
     }
@@ -611,9 +619,7 @@ impl DatagramInner {
                 for (_, (key, _)) in st.sends.iter() {
                     driver.cancel(*key);
                 }
-                let dropped: usize = st.held.drain(..).map(|s| s.len()).sum();
-                st.held_retries = 0;
-                st.buffer_size = st.buffer_size.saturating_sub(dropped);
+                st.drop_held();
             }
         }
         self.maybe_finish();
