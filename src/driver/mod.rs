@@ -1,23 +1,32 @@
-//! The ring driver: owns the `IoUring`, the slab of in-flight operations, and the
-//! submit/reap cycle. It knows nothing of op types, tasks or timers.
+//! The driver: owns everything io_uring (or its epoll stand-in) — the engine, the slab of
+//! in-flight operations, the submit/reap cycle, the loop's timer and its wake-up. It
+//! knows no op types: an op reaches it as an SQE (io_uring) or an [`Attempt`] (epoll),
+//! built by the op's own file (see `crate::op`).
 //!
 //! Rules it enforces (see `docs/ops-and-buffers.md`):
-//! - An op keeps its slot from the moment its SQE is pushed until its last CQE, whatever
+//! - An op keeps its slot from the moment it is pushed until its last CQE, whatever
 //!   `io_uring_enter` returns; a dropped owner turns the slot into an orphan that keeps the
 //!   buffers alive and submits an `ASYNC_CANCEL`.
-//! - SQEs are pushed during an iteration and submitted once, by [`Driver::submit_and_reap`];
+//! - Ops are pushed during an iteration and submitted once, by [`Driver::submit_and_reap`];
 //!   a full SQ is submitted early and the push retried.
 //! - `EINTR`, `EAGAIN` and `EBUSY` from `io_uring_enter` mean "reap and go again", never an
 //!   error for users.
+//! - Internal completions (cancels, the timer, the wake-up) are handled here and never
+//!   reach the loop.
 //! - Teardown cancels everything and reaps until the slab is empty; whatever the kernel
 //!   still holds after the bound is leaked, never freed.
 
+pub(crate) mod attempt;
+mod backend;
+mod engine;
 mod epoll;
 mod quiet;
 mod setup;
-#[allow(dead_code)] // multishot and handler paths are used by the transports
 pub(crate) mod slots;
+pub(crate) mod tag;
+mod timer;
 mod uring;
+mod wake;
 
 use std::cell::RefCell;
 use std::io;
@@ -28,113 +37,22 @@ use std::time::{Duration, Instant};
 use io_uring::opcode;
 use io_uring::squeue::{Entry, Flags};
 
+pub(crate) use attempt::{ARGS, Attempt, Interest, Outcome};
+pub use engine::Engine;
 pub(crate) use setup::RingSize;
 pub use setup::SetupMode;
-pub(crate) use slots::{Completion, Dispatch, Driven, INTERNAL_BIT, OpHandler, OpKey, Orphan};
+pub(crate) use slots::{Completion, Dispatch, Driven, OpHandler, Orphan};
+pub(crate) use tag::OpKey;
+pub(crate) use wake::Unparker;
 
 use crate::buf::ring::BufRing;
+use backend::Backend;
 use epoll::EpollEngine;
 use quiet::QuietOps;
 use slots::Slots;
+use timer::LoopTimer;
 use uring::UringEngine;
-
-/// `user_data` of the driver's own `ASYNC_CANCEL` SQEs.
-const CANCEL_TOKEN: u64 = INTERNAL_BIT | (1 << 56);
-
-/// Which engine executes the loop's operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// A Linux io_uring ring (the point of ringloop).
-    Uring,
-    /// epoll readiness plus non-blocking syscalls: the baseline, and the fallback where
-    /// io_uring is refused.
-    Epoll,
-    /// io_uring, falling back to epoll (with a note on stderr) only when it is refused.
-    Auto,
-}
-
-/// The engine behind the driver: the same SQEs, executed by the kernel's ring or emulated
-/// on epoll.
-// One per loop, matched on every enter: a box would only add a pointer chase.
-#[allow(clippy::large_enum_variant)]
-enum Backend {
-    Uring(UringEngine),
-    Epoll(EpollEngine),
-}
-
-impl Backend {
-    /// Queues an SQE; false when the submission queue is full.
-    ///
-    /// # Safety
-    ///
-    /// The SQE's memory must outlive its last completion.
-    unsafe fn try_push(&mut self, sqe: &Entry) -> bool {
-        match self {
-            // SAFETY: forwarded from the caller.
-            Backend::Uring(u) => unsafe { u.try_push(sqe) },
-            // SAFETY: forwarded from the caller.
-            Backend::Epoll(e) => unsafe { e.push(sqe) },
-        }
-    }
-
-    fn enter(
-        &mut self,
-        how: Wait,
-        bound: Option<Duration>,
-        stats: &mut DriverStats,
-        backlog: &mut Vec<(u64, Completion)>,
-    ) -> io::Result<()> {
-        match self {
-            Backend::Uring(u) => u.enter(how, bound, stats, backlog),
-            Backend::Epoll(e) => e.enter(how, bound, stats),
-        }
-    }
-
-    /// Whether everything pushed was submitted and every completion posted is in reach of
-    /// `reap` (none held in an overflow list): then quiet ops without a CQE succeeded.
-    fn submissions_settled(&mut self) -> bool {
-        match self {
-            Backend::Uring(u) => u.submissions_settled(),
-            // Never given quiet ops.
-            Backend::Epoll(_) => true,
-        }
-    }
-
-    fn reap(&mut self, out: &mut Vec<(u64, Completion)>) {
-        match self {
-            Backend::Uring(u) => u.reap(out),
-            Backend::Epoll(e) => e.reap(out),
-        }
-    }
-
-    fn supports(&self, opcode: u8) -> bool {
-        match self {
-            Backend::Uring(u) => u.supports(opcode),
-            Backend::Epoll(_) => EpollEngine::supports(opcode),
-        }
-    }
-
-    /// # Safety
-    ///
-    /// The buffer ring must outlive the engine.
-    unsafe fn register_buf_ring(&self, buf_ring: &BufRing) -> io::Result<()> {
-        match self {
-            // SAFETY: forwarded from the caller.
-            Backend::Uring(u) => unsafe { u.register_buf_ring(buf_ring) },
-            Backend::Epoll(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the epoll engine has no provided-buffer rings",
-            )),
-        }
-    }
-
-    fn release_after_fork(self) {
-        match self {
-            Backend::Uring(u) => u.release_after_fork(),
-            Backend::Epoll(e) => drop(e),
-        }
-    }
-}
+use wake::WakeRead;
 
 /// Counters the driver keeps; read them with [`EventLoop::driver_stats`](crate::EventLoop::driver_stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,8 +74,7 @@ pub struct DriverStats {
     /// CQEs that named no live operation (must stay zero).
     pub stale_cqes: u64,
     /// Quiet ops (stream and datagram sends) that succeeded without posting a CQE; the
-    /// driver settled
-    /// them (see [`Driver::push_quiet_op`]). Zero on epoll.
+    /// driver settled them (see `Driver::submit_quiet`). Zero on epoll.
     pub quiet: u64,
     /// Completions that reported `ENOBUFS`: a receive found the provided-buffer ring
     /// empty (the transport re-arms; it is backpressure, not an error).
@@ -171,7 +88,7 @@ pub struct DriverStats {
 /// How [`Driver::submit_and_reap`] may use `io_uring_enter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
-    /// Submit, and block until a CQE arrives.
+    /// Submit, and block until a CQE arrives (or the deadline, or a wake-up).
     Block,
     /// Submit (possibly nothing) and let the kernel post deferred completions.
     Poll,
@@ -179,17 +96,22 @@ pub(crate) enum Wait {
     IfSubmitting,
 }
 
-/// The ring and the op slab, shared by the loop and every op future on this thread.
+/// The engine and the op slab, shared by the loop and every op on this thread.
 pub(crate) struct Driver {
     inner: RefCell<Inner>,
     /// Fds closed since the last enter (the epoll engine forgets their registrations).
     /// Kept outside `inner`: an fd may close while `inner` is borrowed (an orphan freed
     /// during a completion).
     closed_fds: RefCell<Vec<i32>>,
+    /// Ops whose owner went away while `inner` was borrowed (an orphan freed during a
+    /// completion dropped another op's owner); abandoned at the next enter.
+    deferred: RefCell<Vec<(OpKey, Box<dyn Orphan>)>>,
     /// The epoll engine's epoll fd (`None` on io_uring).
     epoll: Option<i32>,
     /// Whether quiet ops are available (io_uring with `IORING_FEAT_CQE_SKIP`).
     quiet_ops: bool,
+    /// The wake-up eventfd's writer, handed to other threads.
+    unparker: Unparker,
 }
 
 struct Inner {
@@ -198,7 +120,7 @@ struct Inner {
     slots: Slots,
     /// CQEs reaped early (to relieve a full CQ while pushing), not yet dispatched.
     backlog: Vec<(u64, Completion)>,
-    /// Internal SQEs (cancels, the loop's timer and wake-up read) still in the kernel.
+    /// Internal SQEs (cancels, the timer, the wake-up read) still in the ring.
     internal_in_flight: usize,
     stats: DriverStats,
     /// Provided-buffer rings registered with the ring; they must outlive it.
@@ -207,30 +129,44 @@ struct Inner {
     leaked: bool,
     /// Quiet ops pushed and not yet settled.
     quiet: QuietOps,
+    timer: LoopTimer,
+    /// The wake-up read kept in the ring (io_uring).
+    wake: WakeRead,
+    /// The eventfd is registered with epoll (until teardown).
+    wake_registered: bool,
+    unparker: Unparker,
 }
 
 fn closed_error() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the event loop is closed")
 }
 
-#[allow(dead_code)] // multishot and handler paths are used by the transports
 impl Driver {
     /// Sets up an io_uring ring.
     pub(crate) fn new(size: RingSize) -> io::Result<Driver> {
         let (ring, mode, probe) = setup::build_ring(size)?;
-        Ok(Self::with_backend(Backend::Uring(UringEngine::new(
-            ring, mode, probe,
-        ))))
+        let unparker = Unparker::new()?;
+        let driver = Self::with_backend(
+            Backend::Uring(UringEngine::new(ring, mode, probe)),
+            unparker,
+        );
+        driver.inner.borrow_mut().arm_wake();
+        Ok(driver)
     }
 
     /// Sets up the epoll engine (readiness-based emulation of the same ops).
     pub(crate) fn new_epoll() -> io::Result<Driver> {
-        Ok(Self::with_backend(Backend::Epoll(EpollEngine::new()?)))
+        let unparker = Unparker::new()?;
+        let engine = EpollEngine::new(unparker.raw())?;
+        let driver = Self::with_backend(Backend::Epoll(engine), unparker);
+        driver.inner.borrow_mut().wake_registered = true;
+        Ok(driver)
     }
 
-    fn with_backend(backend: Backend) -> Driver {
+    fn with_backend(backend: Backend, unparker: Unparker) -> Driver {
         Driver {
             closed_fds: RefCell::new(Vec::new()),
+            deferred: RefCell::new(Vec::new()),
             epoll: match &backend {
                 Backend::Epoll(e) => Some(e.epoll_fd()),
                 Backend::Uring(_) => None,
@@ -239,6 +175,7 @@ impl Driver {
                 Backend::Uring(u) => u.skips_successful_cqes(),
                 Backend::Epoll(_) => false,
             },
+            unparker: unparker.clone(),
             inner: RefCell::new(Inner {
                 backend: Some(backend),
                 slots: Slots::default(),
@@ -248,6 +185,10 @@ impl Driver {
                 buf_rings: Vec::new(),
                 leaked: false,
                 quiet: QuietOps::default(),
+                timer: LoopTimer::default(),
+                wake: WakeRead::default(),
+                wake_registered: false,
+                unparker,
             }),
         }
     }
@@ -262,19 +203,26 @@ impl Driver {
 
     /// Which engine runs the ops.
     pub(crate) fn engine(&self) -> Engine {
-        match self.inner.borrow().backend.as_ref() {
-            Some(Backend::Epoll(_)) => Engine::Epoll,
-            _ => Engine::Uring,
+        if self.epoll.is_some() {
+            Engine::Epoll
+        } else {
+            Engine::Uring
         }
     }
 
-    /// Whether the engine supports an opcode.
+    /// Whether the engine supports an opcode (on epoll: whether ops of that kind have an
+    /// attempt; see `crate::op`).
     pub(crate) fn supports(&self, opcode: u8) -> bool {
-        self.inner
-            .borrow()
-            .backend
-            .as_ref()
-            .is_some_and(|b| b.supports(opcode))
+        match self.inner.borrow().backend.as_ref() {
+            Some(Backend::Uring(u)) => u.supports(opcode),
+            Some(Backend::Epoll(_)) => crate::op::runs_on_epoll(opcode),
+            None => false,
+        }
+    }
+
+    /// What wakes this driver from another thread.
+    pub(crate) fn unparker(&self) -> Unparker {
+        self.unparker.clone()
     }
 
     /// A snapshot of the counters.
@@ -288,10 +236,15 @@ impl Driver {
         }
     }
 
-    /// Operations in the kernel, internal ones included.
+    /// Operations in the kernel, internal ones (the timer, the wake-up) included.
     pub(crate) fn in_flight(&self) -> usize {
         let inner = self.inner.borrow();
-        inner.slots.len() + inner.internal_in_flight
+        let native = if self.epoll.is_some() {
+            usize::from(inner.wake_registered) + usize::from(inner.timer.armed.is_some())
+        } else {
+            0
+        };
+        inner.slots.len() + inner.internal_in_flight + native
     }
 
     /// An fd is about to close; the epoll engine must forget its registration before the
@@ -305,15 +258,10 @@ impl Driver {
         }
     }
 
-    /// Whether [`Driver::push_quiet_op`] pushes quiet ops (io_uring with
-    /// `IORING_FEAT_CQE_SKIP`); elsewhere it pushes ordinary ones.
+    /// Whether quiet submissions are quiet (io_uring with `IORING_FEAT_CQE_SKIP`);
+    /// elsewhere they are ordinary ones.
     pub(crate) fn quiet_ops(&self) -> bool {
         self.quiet_ops
-    }
-
-    /// Whether the ring is gone (loop closed).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.inner.borrow().backend.is_none()
     }
 
     /// Registers a provided-buffer ring; it lives as long as the ring (or is leaked with it).
@@ -328,68 +276,44 @@ impl Driver {
         Ok(buf_ring)
     }
 
-    /// Pushes an operation's SQE and opens its slot.
+    /// Pushes an op and opens its slot: the SQE `sqe` builds from `op` on io_uring, the
+    /// attempt `attempt` builds on epoll (`None`: it cannot run there, and completes with
+    /// `EINVAL`). With `quiet` set (and quiet ops available) it is submitted with
+    /// `IOSQE_CQE_SKIP_SUCCESS`: a success posts no CQE and the driver completes it with
+    /// that result after the enter that submitted it (see the `quiet` module).
     ///
     /// # Safety
     ///
-    /// Every pointer in `sqe` must stay valid until the op's last CQE: the caller keeps the
-    /// memory in the op's owner and hands it to [`Driver::abandon`] if the owner goes first.
-    pub(crate) unsafe fn push_op(&self, sqe: Entry, driven: Driven) -> io::Result<OpKey> {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.push_op_as(sqe, driven, None) }
-    }
-
-    /// [`Driver::push_op`] for a quiet op: submitted with `IOSQE_CQE_SKIP_SUCCESS`, so a
-    /// success posts no CQE and the driver completes it with `success` after the enter
-    /// that submitted it (see the `quiet` module). Where [`Driver::quiet_ops`] is false
-    /// it is an ordinary op.
-    ///
-    /// # Safety
-    ///
-    /// As [`Driver::push_op`]. Besides, the op must finish during its submission, and
-    /// report anything but the full `success` with a CQE — a stream send with
-    /// `MSG_DONTWAIT | MSG_WAITALL` or a datagram send with `MSG_DONTWAIT` (sent whole or
-    /// not at all), nothing else — and nobody may need its completion
-    /// before the loop's next real event (the enter that submits it may sleep), unless
-    /// it says so with [`Driver::await_quiet`].
-    pub(crate) unsafe fn push_quiet_op(
+    /// Every pointer in the SQE or attempt must stay valid until the op's last CQE: the
+    /// caller keeps the memory in the op's owner and hands it to [`Driver::abandon`] if
+    /// the owner goes first. With `quiet`, the op must finish during its submission and
+    /// report anything but the full `quiet` result with a CQE.
+    pub(crate) unsafe fn push<O>(
         &self,
-        sqe: Entry,
-        driven: Driven,
-        success: i32,
-    ) -> io::Result<OpKey> {
-        let quiet = self.quiet_ops.then_some(success);
-        // SAFETY: forwarded from the caller.
-        unsafe { self.push_op_as(sqe, driven, quiet) }
-    }
-
-    /// The owner of a quiet op not yet settled now needs its completion (a close waits
-    /// for it, a paused protocol for its resume): the next enter must not sleep before
-    /// it is settled.
-    pub(crate) fn await_quiet(&self) {
-        self.inner.borrow_mut().quiet.hurry();
-    }
-
-    /// # Safety
-    ///
-    /// As [`Driver::push_quiet_op`] when `quiet` is set, else as [`Driver::push_op`].
-    unsafe fn push_op_as(
-        &self,
-        sqe: Entry,
+        op: &mut O,
+        sqe: fn(&mut O) -> Entry,
+        attempt: fn(&mut O) -> Option<Attempt>,
         driven: Driven,
         quiet: Option<i32>,
     ) -> io::Result<OpKey> {
+        let quiet = quiet.filter(|_| self.quiet_ops);
         let mut inner = self.inner.borrow_mut();
         if inner.backend.is_none() {
             return Err(closed_error());
         }
         let key = inner.slots.insert_as(driven, quiet.is_some());
-        let mut sqe = sqe.user_data(key.user_data());
-        if quiet.is_some() {
-            sqe = sqe.flags(Flags::SKIP_SUCCESS);
-        }
-        // SAFETY: the caller guarantees the SQE's memory outlives the op.
-        if let Err(e) = unsafe { inner.push(&sqe) } {
+        let pushed = if self.epoll.is_some() {
+            // SAFETY: the caller guarantees the attempt's memory outlives the op.
+            unsafe { inner.push_attempt(key.user_data(), attempt(op)) }
+        } else {
+            let mut sqe = sqe(op).user_data(key.user_data());
+            if quiet.is_some() {
+                sqe = sqe.flags(Flags::SKIP_SUCCESS);
+            }
+            // SAFETY: the caller guarantees the SQE's memory outlives the op.
+            unsafe { inner.push(&sqe) }
+        };
+        if let Err(e) = pushed {
             inner.slots.remove_unsubmitted(key);
             return Err(e);
         }
@@ -399,51 +323,39 @@ impl Driver {
         Ok(key)
     }
 
-    /// Pushes one of the loop's internal SQEs (`user_data` with [`INTERNAL_BIT`] set).
-    ///
-    /// # Safety
-    ///
-    /// As [`Driver::push_op`]: the SQE's memory must outlive its last CQE.
-    pub(crate) unsafe fn push_internal(&self, sqe: Entry) -> io::Result<()> {
-        debug_assert!(sqe.get_user_data() & INTERNAL_BIT != 0);
-        let mut inner = self.inner.borrow_mut();
-        if inner.backend.is_none() {
-            return Err(closed_error());
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { inner.push(&sqe) }?;
-        inner.internal_in_flight += 1;
-        Ok(())
+    /// The owner of a quiet op not yet settled now needs its completion (a close waits
+    /// for it, a paused protocol for its resume): the next enter must not sleep before
+    /// it is settled.
+    pub(crate) fn await_quiet(&self) {
+        self.inner.borrow_mut().quiet.hurry();
     }
 
-    /// Records that an internal SQE's last CQE was seen.
-    pub(crate) fn internal_done(&self) {
-        let mut inner = self.inner.borrow_mut();
-        inner.internal_in_flight = inner.internal_in_flight.saturating_sub(1);
-    }
-
-    /// Polls a single-shot op future.
+    /// Polls a future-driven op.
     pub(crate) fn poll_op(&self, key: OpKey, cx: &mut Context<'_>) -> Poll<Completion> {
         self.inner.borrow_mut().slots.poll(key, cx)
     }
 
-    /// Polls a multishot op future for its next completion.
-    pub(crate) fn poll_next(&self, key: OpKey, cx: &mut Context<'_>) -> Poll<Option<Completion>> {
-        self.inner.borrow_mut().slots.poll_next(key, cx)
-    }
-
-    /// The owner of an in-flight op went away: keep `orphan` until the op's last CQE, and
-    /// ask the kernel to cancel the op.
-    pub(crate) fn abandon(&self, key: OpKey, orphan: Box<dyn Orphan>) {
-        let mut inner = self.inner.borrow_mut();
+    /// The owner of an op went away: if the op is still in flight, keep `op` (its memory)
+    /// as an orphan until the op's last CQE and ask the kernel to cancel it; else drop it.
+    /// Allocates only for an op still in flight.
+    pub(crate) fn abandon<T: Orphan + 'static>(&self, key: OpKey, op: T) {
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            // Inside the driver's own work (an orphan freed during a completion dropped
+            // this owner): finish the abandon at the next enter.
+            self.deferred.borrow_mut().push((key, Box::new(op)));
+            return;
+        };
         if inner.leaked {
             // Close gave up on the kernel: its buffers may still be written. Never free.
-            std::mem::forget(orphan);
+            std::mem::forget(op);
             return;
         }
-        if inner.slots.abandon(key, orphan) {
-            inner.cancel(key);
+        if !inner.slots.live(key) {
+            drop(inner);
+            drop(op);
+            return;
         }
+        inner.abandon(key, Box::new(op));
     }
 
     /// Asks the kernel to cancel an op (its slot stays until its CQE).
@@ -456,16 +368,22 @@ impl Driver {
         self.inner.borrow_mut().slots.complete(key, completion)
     }
 
-    /// Submits what was pushed and reaps every available CQE into `out`.
+    /// Submits what was pushed and reaps every available op completion into `out`
+    /// (internal ones are handled here).
     ///
-    /// `Wait::Block` blocks until at least one CQE arrives (unless some are already
-    /// reaped); `Wait::Poll` enters the kernel even with nothing to submit, so deferred
-    /// completions get posted; `Wait::IfSubmitting` enters only to submit.
+    /// `Wait::Block` blocks until at least one completion arrives (unless some are
+    /// already reaped), `deadline` passes, or the [`Unparker`] is used; `Wait::Poll`
+    /// enters the kernel even with nothing to submit, so deferred completions get posted;
+    /// `Wait::IfSubmitting` enters only to submit. A `deadline` is kept armed (one
+    /// timeout op in the ring, or the `epoll_wait` timeout) until it passes, even when
+    /// this enter does not wait.
     pub(crate) fn submit_and_reap(
         &self,
         wait: Wait,
+        deadline: Option<Instant>,
         out: &mut Vec<(u64, Completion)>,
     ) -> io::Result<()> {
+        self.abandon_deferred();
         let mut inner = self.inner.borrow_mut();
         if self.epoll.is_some() {
             let closed = std::mem::take(&mut *self.closed_fds.borrow_mut());
@@ -474,6 +392,9 @@ impl Driver {
                     e.forget_fd(fd);
                 }
             }
+        }
+        if let Some(deadline) = deadline {
+            inner.arm_timer(deadline);
         }
         let wait = match wait {
             // Completions already in hand, or quiet ops a reap could not settle: do not
@@ -484,6 +405,24 @@ impl Driver {
         inner.enter(wait, None)?;
         inner.reap(out);
         Ok(())
+    }
+
+    fn abandon_deferred(&self) {
+        if self.deferred.borrow().is_empty() {
+            return;
+        }
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for (key, orphan) in deferred {
+            let mut inner = self.inner.borrow_mut();
+            if inner.leaked {
+                std::mem::forget(orphan);
+            } else if inner.slots.live(key) {
+                inner.abandon(key, orphan);
+            } else {
+                drop(inner);
+                drop(orphan);
+            }
+        }
     }
 
     /// In a forked child: the ring's queues are not mapped here (`MADV_DONTFORK`) and its
@@ -501,18 +440,13 @@ impl Driver {
     /// the ring. What the kernel still holds after the bound is leaked, never freed.
     /// Returns the number of ops leaked.
     pub(crate) fn shutdown(&self, bound: Duration) -> usize {
+        self.abandon_deferred();
         let mut inner = self.inner.borrow_mut();
         if inner.backend.is_none() {
             return 0;
         }
         inner.slots.abandon_all();
-        let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
-            .build()
-            .user_data(CANCEL_TOKEN);
-        // SAFETY: a cancel SQE points to no memory.
-        if unsafe { inner.push(&cancel_all) }.is_ok() {
-            inner.internal_in_flight += 1;
-        }
+        inner.cancel_all();
         let deadline = Instant::now() + bound;
         let mut reaped = Vec::new();
         while inner.slots.len() + inner.internal_in_flight > 0 {
@@ -523,17 +457,14 @@ impl Driver {
             if inner.enter(Wait::Block, Some(deadline - now)).is_err() {
                 break;
             }
-            inner.reap(&mut reaped);
+            // CQEs reaped early (while pushing into a full SQ) first; no wake-up re-arm.
+            let mut early = std::mem::take(&mut inner.backlog);
+            reaped.append(&mut early);
+            inner.reap_ring(&mut reaped);
             for (user_data, c) in reaped.drain(..) {
-                match OpKey::from_user_data(user_data) {
-                    Some(key) => {
-                        // Wakers and handlers were dropped by abandon_all.
-                        let _ = inner.slots.complete(key, c);
-                    }
-                    None if !c.more() => {
-                        inner.internal_in_flight = inner.internal_in_flight.saturating_sub(1)
-                    }
-                    None => {}
+                if let Some(key) = OpKey::from_user_data(user_data) {
+                    // Wakers and handlers were dropped by abandon_all.
+                    let _ = inner.slots.complete(key, c);
                 }
             }
         }
@@ -546,15 +477,15 @@ impl Driver {
             return 0;
         }
         inner.leaked = true;
-        {
-            eprintln!(
-                "ringloop: {leaked} operations still in the kernel {bound:?} after close; \
-                 their buffers and the ring are leaked rather than freed early"
-            );
-            std::mem::forget(ring);
-            std::mem::forget(std::mem::take(&mut inner.slots));
-            std::mem::forget(std::mem::take(&mut inner.buf_rings));
-        }
+        eprintln!(
+            "ringloop: {leaked} operations still in the kernel {bound:?} after close; \
+             their buffers and the ring are leaked rather than freed early"
+        );
+        std::mem::forget(ring);
+        std::mem::forget(std::mem::take(&mut inner.slots));
+        std::mem::forget(std::mem::take(&mut inner.buf_rings));
+        std::mem::forget(std::mem::take(&mut inner.timer));
+        std::mem::forget(std::mem::take(&mut inner.wake));
         leaked
     }
 }
@@ -581,20 +512,96 @@ impl Inner {
         }
     }
 
-    /// Submits what was pushed, optionally waiting for one completion (with a time bound,
-    /// used only at teardown). Interruptions and busy states are retried or end the wait;
-    /// completions reaped early to relieve the kernel go to the backlog.
-    fn enter(&mut self, how: Wait, bound: Option<Duration>) -> io::Result<()> {
-        let backend = self.backend.as_mut().ok_or_else(closed_error)?;
-        backend.enter(how, bound, &mut self.stats, &mut self.backlog)
+    /// Queues an attempt with the epoll engine.
+    ///
+    /// # Safety
+    ///
+    /// The attempt's memory must outlive its last completion.
+    unsafe fn push_attempt(&mut self, user_data: u64, attempt: Option<Attempt>) -> io::Result<()> {
+        match self.backend.as_mut() {
+            Some(Backend::Epoll(e)) => {
+                // SAFETY: forwarded from the caller.
+                unsafe { e.push(user_data, attempt) };
+                self.stats.sqes += 1;
+                Ok(())
+            }
+            _ => Err(closed_error()),
+        }
     }
 
-    /// Moves the backlog and every CQE in the ring into `out`, then settles the quiet ops
-    /// that are known to have succeeded.
+    /// Pushes one of the driver's internal SQEs, counting it until its last CQE.
+    ///
+    /// # Safety
+    ///
+    /// As [`Inner::push`].
+    unsafe fn push_internal(&mut self, sqe: &Entry) -> bool {
+        // SAFETY: forwarded from the caller.
+        let pushed = unsafe { self.push(sqe) }.is_ok();
+        if pushed {
+            self.internal_in_flight += 1;
+        }
+        pushed
+    }
+
+    /// Keeps a read on the wake-up eventfd in the ring (io_uring).
+    fn arm_wake(&mut self) {
+        if !matches!(self.backend, Some(Backend::Uring(_))) {
+            return;
+        }
+        if let Some(sqe) = self.wake.sqe(&self.unparker) {
+            // SAFETY: the 8-byte target is owned by `self.wake` and outlives the op:
+            // teardown waits for the op's CQE, or leaks it with the ring.
+            if unsafe { self.push_internal(&sqe) } {
+                self.wake.armed = true;
+            }
+        }
+    }
+
+    /// Makes sure the timer fires no later than `deadline`.
+    fn arm_timer(&mut self, deadline: Instant) {
+        match self.backend {
+            Some(Backend::Uring(_)) => {
+                if let Some((sqe, armed)) = self.timer.ring_sqe(deadline, Instant::now()) {
+                    // SAFETY: the timespecs are owned by `self.timer`, written only before
+                    // a push and copied by the kernel at submission; they live as long
+                    // as the ring (or are leaked with it).
+                    if unsafe { self.push_internal(&sqe) } {
+                        self.timer.armed = Some(armed);
+                    }
+                }
+            }
+            Some(Backend::Epoll(_)) => self.timer.arm_native(deadline),
+            None => {}
+        }
+    }
+
+    /// Submits what was pushed, optionally waiting for one completion (until the armed
+    /// timer on epoll; with a time bound, used only at teardown). Interruptions and busy
+    /// states are retried or end the wait; completions reaped early to relieve the kernel
+    /// go to the backlog.
+    fn enter(&mut self, how: Wait, bound: Option<Duration>) -> io::Result<()> {
+        let until = match (self.timer.armed.map(|a| a.deadline), bound) {
+            (Some(a), Some(b)) => Some(a.min(Instant::now() + b)),
+            (a, b) => a.or_else(|| b.map(|b| Instant::now() + b)),
+        };
+        let backend = self.backend.as_mut().ok_or_else(closed_error)?;
+        backend.enter(how, bound, until, &mut self.stats, &mut self.backlog)?;
+        if matches!(self.backend, Some(Backend::Epoll(_))) {
+            // epoll: the armed deadline is native; it fired if the wait passed it.
+            self.timer.expire_native(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Moves the backlog and every op CQE in the ring into `out`, then settles the quiet
+    /// ops that are known to have succeeded and re-arms the wake-up read.
     fn reap(&mut self, out: &mut Vec<(u64, Completion)>) {
         out.append(&mut self.backlog);
         let fresh = out.len();
         self.reap_ring(out);
+        if !self.wake.armed {
+            self.arm_wake();
+        }
         if self.quiet.is_empty() {
             return;
         }
@@ -609,6 +616,8 @@ impl Inner {
         }
     }
 
+    /// Moves every CQE in the ring into `out`, handling the internal ones (order of the
+    /// rest is kept).
     fn reap_ring(&mut self, out: &mut Vec<(u64, Completion)>) {
         let Some(backend) = self.backend.as_mut() else {
             return;
@@ -616,29 +625,67 @@ impl Inner {
         let before = out.len();
         backend.reap(out);
         self.stats.cqes += (out.len() - before) as u64;
+        if !out[before..].iter().any(|(ud, _)| tag::is_internal(*ud)) {
+            self.quiet.saw(&out[before..]);
+            return;
+        }
         self.quiet.saw(&out[before..]);
-        // The driver's own cancels need no dispatch (order of the rest is kept).
-        let mut cancels = 0;
-        let mut i = before;
-        out.retain(|(user_data, _)| {
-            let keep = i < before || *user_data != CANCEL_TOKEN;
+        let mut i = 0;
+        out.retain(|&(user_data, c)| {
             i += 1;
-            if !keep {
-                cancels += 1;
+            if i <= before || !tag::is_internal(user_data) {
+                return true;
             }
-            keep
+            if !c.more() {
+                self.internal_in_flight = self.internal_in_flight.saturating_sub(1);
+            }
+            match user_data & tag::KIND_MASK {
+                tag::WAKE_READ => self.wake.armed = false,
+                tag::TIMER => self.timer.ring_fired(user_data),
+                // Cancels and timer updates: their outcome shows in their target's CQE.
+                _ => {}
+            }
+            false
         });
-        self.internal_in_flight = self.internal_in_flight.saturating_sub(cancels);
+    }
+
+    fn abandon(&mut self, key: OpKey, orphan: Box<dyn Orphan>) {
+        if self.slots.abandon(key, orphan) {
+            self.cancel(key);
+        }
     }
 
     fn cancel(&mut self, key: OpKey) {
-        let sqe = opcode::AsyncCancel::new(key.user_data())
-            .build()
-            .user_data(CANCEL_TOKEN);
-        // SAFETY: a cancel SQE points to no memory. A failure means the loop is closed,
-        // where teardown cancels everything anyway.
-        if unsafe { self.push(&sqe) }.is_ok() {
-            self.internal_in_flight += 1;
+        match self.backend.as_mut() {
+            Some(Backend::Epoll(e)) => e.cancel(key.user_data()),
+            Some(Backend::Uring(_)) => {
+                let sqe = opcode::AsyncCancel::new(key.user_data())
+                    .build()
+                    .user_data(tag::CANCEL);
+                // SAFETY: a cancel SQE points to no memory.
+                unsafe { self.push_internal(&sqe) };
+            }
+            // Closed: teardown cancelled everything already.
+            None => {}
+        }
+    }
+
+    /// Teardown: cancel every op, the timer and the wake-up included.
+    fn cancel_all(&mut self) {
+        match self.backend.as_mut() {
+            Some(Backend::Epoll(e)) => {
+                e.cancel_all();
+                self.wake_registered = false;
+                self.timer.armed = None;
+            }
+            Some(Backend::Uring(_)) => {
+                let sqe = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
+                    .build()
+                    .user_data(tag::CANCEL);
+                // SAFETY: a cancel SQE points to no memory.
+                unsafe { self.push_internal(&sqe) };
+            }
+            None => {}
         }
     }
 }

@@ -26,7 +26,7 @@
 //! them calls `await_quiet`.
 
 use super::Completion;
-use super::slots::{INTERNAL_BIT, OpKey, QUIET_BIT};
+use super::tag::{self, OpKey};
 
 /// One quiet op not yet settled.
 struct Unsettled {
@@ -82,7 +82,7 @@ impl QuietOps {
             return;
         }
         for (user_data, _) in cqes {
-            if user_data & (QUIET_BIT | INTERNAL_BIT) != QUIET_BIT {
+            if !tag::is_quiet_op(*user_data) {
                 continue;
             }
             if let Some(op) = self
@@ -124,13 +124,14 @@ impl QuietOps {
 mod tests {
     use super::*;
     use crate::driver::slots::Slots;
-    use crate::driver::{Driven, Driver, RingSize, Wait};
+    use crate::driver::{Dispatch, Driven, Driver, OpHandler, RingSize, Wait};
     use crate::fd::SharedFd;
-    use crate::op::{self, OpKind};
+    use crate::op;
+    use std::cell::Cell;
     use std::io::Read;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
-    use std::task::{Context, Poll, Waker};
+    use std::rc::Rc;
 
     fn cqe(key: OpKey, result: i32) -> (u64, Completion) {
         (key.user_data(), Completion { result, flags: 0 })
@@ -161,7 +162,7 @@ mod tests {
         let mut quiet = QuietOps::default();
         quiet.pushed(a, 1);
         let internal = (
-            a.user_data() | INTERNAL_BIT,
+            a.user_data() | tag::INTERNAL_BIT,
             Completion {
                 result: 0,
                 flags: 0,
@@ -176,26 +177,39 @@ mod tests {
 
     /// Pushes an `at_once` send of `data` on `fd` as a quiet op, submits it, and returns
     /// its completion's result and whether it posted a CQE.
-    fn quiet_send(driver: &Driver, fd: &SharedFd, data: &[u8]) -> (i32, bool) {
-        let mut send = op::Send::at_once(fd.clone(), data.to_vec());
-        let sqe = send.sqe();
+    fn quiet_send(driver: &Rc<Driver>, fd: &SharedFd, data: &[u8]) -> (i32, bool) {
+        let send = op::Send::at_once(fd.clone(), data.to_vec());
         let before = driver.stats();
-        // SAFETY: `send` owns the buffer and lives until the op completes, below.
-        let key =
-            unsafe { driver.push_quiet_op(sqe, Driven::Future, data.len() as i32) }.expect("push");
+        let seen = Rc::new(Seen::default());
+        let send = driver
+            .submit_quiet(send, seen.clone(), 0)
+            .map_err(|(e, _)| e)
+            .expect("push");
         let mut out = Vec::new();
-        driver.submit_and_reap(Wait::Poll, &mut out).expect("enter");
+        driver
+            .submit_and_reap(Wait::Poll, None, &mut out)
+            .expect("enter");
         for (user_data, c) in out {
             let k = OpKey::from_user_data(user_data).expect("a slot's CQE");
-            let _ = driver.complete(k, c);
+            if let Dispatch::Handler(handler, tag, c) = driver.complete(k, c) {
+                handler.on_completion(tag, c);
+            }
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        let Poll::Ready(c) = driver.poll_op(key, &mut cx) else {
+        let Some(result) = seen.0.take() else {
             panic!("a quiet op must be settled by the enter that submitted it");
         };
-        drop(send);
+        drop(send.finish());
         let after = driver.stats();
-        (c.result, after.cqes > before.cqes)
+        (result, after.cqes > before.cqes)
+    }
+
+    /// Records the result it is given.
+    #[derive(Default)]
+    struct Seen(Cell<Option<i32>>);
+    impl OpHandler for Seen {
+        fn on_completion(self: Rc<Self>, _tag: u32, c: Completion) {
+            self.0.set(Some(c.result));
+        }
     }
 
     /// The kernel behaviour quiet sends rely on, on a real socket: a send that fits posts
@@ -210,6 +224,7 @@ mod tests {
             eprintln!("io_uring refused here; skipped");
             return;
         };
+        let driver = Rc::new(driver);
         assert!(driver.quiet_ops(), "Linux 6.x has IORING_FEAT_CQE_SKIP");
         let (a, mut b) = UnixStream::pair().unwrap();
         let a = SharedFd::new(OwnedFd::from(a));

@@ -12,17 +12,18 @@
 //! Abandoned{orphan} ── last CQE ──▶ orphan.completed(), buffers freed, (removed)
 //! ```
 //!
-//! Multishot ops queue their completions until one arrives without `IORING_CQE_F_MORE`;
-//! callback ops (transports) hand each completion to their handler. A `user_data` carries
-//! the slot's generation beside its index, so a CQE for a slot that was removed and
-//! reused (a stale CQE) can never complete the newer operation.
+//! Future-driven ops (`Op`) wait for their one CQE; handler-driven ops (transports,
+//! servers, processes; single or multishot) hand each completion to their handler. A
+//! `user_data` carries the slot's generation beside its index (see `tag`), so a CQE for a
+//! slot that was removed and reused (a stale CQE) can never complete the newer operation.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
+
+use super::tag::{GENERATION_MASK, OpKey};
 
 /// One CQE's result and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,42 +85,14 @@ pub(crate) trait Orphan {
 
 impl Orphan for Box<dyn Any> {}
 
-/// The key of one in-flight operation; its `user_data`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct OpKey {
-    index: u32,
-    generation: u32,
-}
+/// Two orphans of one op (see [`Slots::abandon`]): the first — the torn-down handler —
+/// releases what completions carry; the second only keeps the op's memory (releasing
+/// twice would close an accepted fd twice).
+struct Both(Box<dyn Orphan>, #[allow(dead_code)] Box<dyn Orphan>);
 
-/// Bit 63 of `user_data` marks the driver's own internal SQEs (never a slot).
-pub(crate) const INTERNAL_BIT: u64 = 1 << 63;
-/// Bit 62 of `user_data` marks a quiet op (one submitted with `IOSQE_CQE_SKIP_SUCCESS`,
-/// whose success the driver settles itself): it is the top bit of the key's generation,
-/// so the key, its slot and every CQE agree on it.
-pub(crate) const QUIET_BIT: u64 = 1 << 62;
-const QUIET_GENERATION_BIT: u32 = (QUIET_BIT >> 32) as u32;
-const GENERATION_MASK: u32 = QUIET_GENERATION_BIT - 1;
-
-impl OpKey {
-    /// The `user_data` carried by this op's SQE and CQEs.
-    pub(crate) fn user_data(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
-    }
-
-    /// Whether the op was pushed quiet (see [`QUIET_BIT`]).
-    pub(crate) fn is_quiet(self) -> bool {
-        self.generation & QUIET_GENERATION_BIT != 0
-    }
-
-    /// The key a `user_data` stands for; `None` for internal SQEs.
-    pub(crate) fn from_user_data(user_data: u64) -> Option<Self> {
-        if user_data & INTERNAL_BIT != 0 {
-            return None;
-        }
-        Some(OpKey {
-            index: user_data as u32,
-            generation: (user_data >> 32) as u32,
-        })
+impl Orphan for Both {
+    fn completed(&mut self, c: &Completion) {
+        self.0.completed(c);
     }
 }
 
@@ -128,12 +101,6 @@ enum State {
     Waiting(Option<Waker>),
     /// The one CQE arrived; waiting for the future to take it.
     Done(Completion),
-    /// A multishot op; completions queue until the future takes them.
-    Multishot {
-        queue: VecDeque<Completion>,
-        waker: Option<Waker>,
-        finished: bool,
-    },
     /// Completions go to a handler (transports).
     Handler {
         handler: Rc<dyn OpHandler>,
@@ -177,8 +144,6 @@ pub(crate) struct Slots {
 pub(crate) enum Driven {
     /// By a future (single CQE).
     Future,
-    /// By a future that takes a stream of CQEs.
-    MultishotFuture,
     /// By a handler (single or multishot).
     Handler {
         handler: Rc<dyn OpHandler>,
@@ -194,28 +159,20 @@ impl Slots {
     }
 
     /// Opens a slot for an op about to be pushed.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, driven: Driven) -> OpKey {
         self.insert_as(driven, false)
     }
 
-    /// Opens a slot; a quiet one's key carries [`QUIET_BIT`].
+    /// Opens a slot; a quiet one's key carries `tag::QUIET_BIT`.
     pub(crate) fn insert_as(&mut self, driven: Driven, quiet: bool) -> OpKey {
         self.next_generation = (self.next_generation.wrapping_add(1)) & GENERATION_MASK;
         if self.next_generation == 0 {
             self.next_generation = 1;
         }
-        let generation = if quiet {
-            self.next_generation | QUIET_GENERATION_BIT
-        } else {
-            self.next_generation
-        };
+        let generation = OpKey::new(0, self.next_generation, quiet).generation();
         let state = match driven {
             Driven::Future => State::Waiting(None),
-            Driven::MultishotFuture => State::Multishot {
-                queue: VecDeque::new(),
-                waker: None,
-                finished: false,
-            },
             Driven::Handler {
                 handler,
                 tag,
@@ -227,29 +184,27 @@ impl Slots {
             },
         };
         let index = self.entries.insert(Entry { generation, state });
-        OpKey {
-            index: index as u32,
-            generation,
-        }
+        OpKey::new(index as u32, self.next_generation, quiet)
     }
 
     /// Removes a slot whose SQE never reached the ring (the push failed).
     pub(crate) fn remove_unsubmitted(&mut self, key: OpKey) {
         if self.live(key) {
-            self.entries.remove(key.index as usize);
+            self.entries.remove(key.index());
         }
     }
 
-    fn live(&self, key: OpKey) -> bool {
+    /// Whether `key` names a slot still open (its op not past its last CQE).
+    pub(crate) fn live(&self, key: OpKey) -> bool {
         self.entries
-            .get(key.index as usize)
-            .is_some_and(|e| e.generation == key.generation)
+            .get(key.index())
+            .is_some_and(|e| e.generation == key.generation())
     }
 
     fn get_mut(&mut self, key: OpKey) -> Option<&mut Entry> {
         self.entries
-            .get_mut(key.index as usize)
-            .filter(|e| e.generation == key.generation)
+            .get_mut(key.index())
+            .filter(|e| e.generation == key.generation())
     }
 
     /// Records a CQE and says what to do about it.
@@ -257,8 +212,8 @@ impl Slots {
         // The slab alone is borrowed (not `self`): the counters stay writable below.
         let Some(entry) = self
             .entries
-            .get_mut(key.index as usize)
-            .filter(|e| e.generation == key.generation)
+            .get_mut(key.index())
+            .filter(|e| e.generation == key.generation())
         else {
             self.stale_cqes += 1;
             return Dispatch::Nothing;
@@ -277,15 +232,6 @@ impl Slots {
                 self.stale_cqes += 1;
                 Dispatch::Nothing
             }
-            State::Multishot {
-                queue,
-                waker,
-                finished,
-            } => {
-                queue.push_back(c);
-                *finished |= last;
-                waker.take().map_or(Dispatch::Nothing, Dispatch::Wake)
-            }
             State::Handler {
                 handler,
                 tag,
@@ -299,14 +245,14 @@ impl Slots {
                 }
                 let dispatch = Dispatch::Handler(handler.clone(), *tag, c);
                 if last || !*multishot {
-                    self.entries.remove(key.index as usize);
+                    self.entries.remove(key.index());
                 }
                 dispatch
             }
             State::Abandoned(orphan) => {
                 orphan.completed(&c);
                 if last {
-                    self.entries.remove(key.index as usize);
+                    self.entries.remove(key.index());
                 }
                 Dispatch::Nothing
             }
@@ -325,7 +271,7 @@ impl Slots {
         match &mut entry.state {
             State::Done(c) => {
                 let c = *c;
-                self.entries.remove(key.index as usize);
+                self.entries.remove(key.index());
                 Poll::Ready(c)
             }
             State::Waiting(waker) => {
@@ -339,37 +285,6 @@ impl Slots {
         }
     }
 
-    /// Polls a multishot op: the next completion, or `None` after the last one.
-    pub(crate) fn poll_next(
-        &mut self,
-        key: OpKey,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Completion>> {
-        let Some(entry) = self.get_mut(key) else {
-            return Poll::Ready(None);
-        };
-        let State::Multishot {
-            queue,
-            waker,
-            finished,
-        } = &mut entry.state
-        else {
-            unreachable!("poll_next on a slot that is not a multishot future");
-        };
-        if let Some(c) = queue.pop_front() {
-            if *finished && queue.is_empty() {
-                self.entries.remove(key.index as usize);
-            }
-            return Poll::Ready(Some(c));
-        }
-        if *finished {
-            self.entries.remove(key.index as usize);
-            return Poll::Ready(None);
-        }
-        *waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
     /// The owner of an op went away. Returns true when the op is still in the kernel
     /// (the caller then submits a cancel); the orphan keeps its buffers until the last CQE.
     pub(crate) fn abandon(&mut self, key: OpKey, mut orphan: Box<dyn Orphan>) -> bool {
@@ -379,28 +294,21 @@ impl Slots {
         match &mut entry.state {
             State::Done(c) => {
                 orphan.completed(c);
-                self.entries.remove(key.index as usize);
+                self.entries.remove(key.index());
                 false
-            }
-            State::Multishot {
-                queue, finished, ..
-            } => {
-                for c in queue.drain(..) {
-                    orphan.completed(&c);
-                }
-                if *finished {
-                    self.entries.remove(key.index as usize);
-                    false
-                } else {
-                    entry.state = State::Abandoned(orphan);
-                    true
-                }
             }
             State::Waiting(_) | State::Handler { .. } => {
                 entry.state = State::Abandoned(orphan);
                 true
             }
-            State::Abandoned(_) => false,
+            State::Abandoned(earlier) => {
+                // Torn down already (the handler's orphan keeps it and releases what comes),
+                // and now the op's own owner went too: keep both until the last CQE. No
+                // new cancel.
+                let earlier = std::mem::replace(earlier, Box::new(Box::new(()) as Box<dyn Any>));
+                entry.state = State::Abandoned(Box::new(Both(earlier, orphan)));
+                false
+            }
         }
     }
 
@@ -453,6 +361,11 @@ mod tests {
     impl Orphan for Recorder {
         fn completed(&mut self, c: &Completion) {
             self.0.borrow_mut().push(c.result);
+        }
+    }
+    impl Orphan for (Recorder, Rc<()>) {
+        fn completed(&mut self, c: &Completion) {
+            self.0.completed(c);
         }
     }
 
@@ -576,45 +489,24 @@ mod tests {
     }
 
     #[test]
-    fn multishot_queues_until_more_is_absent() {
-        let mut slots = Slots::default();
-        let key = slots.insert(Driven::MultishotFuture);
-        slots.complete(
-            key,
-            Completion {
-                result: 1,
-                flags: MORE,
-            },
-        );
-        slots.complete(
-            key,
-            Completion {
-                result: 2,
-                flags: MORE,
-            },
-        );
-        slots.complete(key, done(3));
-        let (_, waker) = counting_waker();
-        let mut cx = Context::from_waker(&waker);
-        let mut got = Vec::new();
-        while let Poll::Ready(Some(c)) = slots.poll_next(key, &mut cx) {
-            got.push(c.result);
-        }
-        assert_eq!(got, vec![1, 2, 3]);
-        assert_eq!(slots.len(), 0);
-    }
-
-    #[test]
     fn abandoned_multishot_waits_for_its_last_cqe() {
         let mut slots = Slots::default();
-        let key = slots.insert(Driven::MultishotFuture);
-        slots.complete(
-            key,
-            Completion {
-                result: 7,
-                flags: MORE,
-            },
-        );
+        let seen_by_handler = Rc::new(Seen::default());
+        let key = slots.insert(Driven::Handler {
+            handler: seen_by_handler.clone(),
+            tag: 1,
+            multishot: true,
+        });
+        assert!(matches!(
+            slots.complete(
+                key,
+                Completion {
+                    result: 7,
+                    flags: MORE,
+                },
+            ),
+            Dispatch::Handler(_, 1, _)
+        ));
         let seen = Rc::new(RefCell::new(Vec::new()));
         assert!(slots.abandon(key, Box::new(Recorder(seen.clone()))));
         slots.complete(
@@ -627,12 +519,48 @@ mod tests {
         assert_eq!(slots.len(), 1);
         slots.complete(key, done(-libc::ECANCELED));
         assert_eq!(slots.len(), 0);
-        assert_eq!(*seen.borrow(), vec![7, 8, -libc::ECANCELED]);
+        assert_eq!(*seen.borrow(), vec![8, -libc::ECANCELED]);
+    }
+
+    #[test]
+    fn an_owner_dropped_after_teardown_keeps_its_op_until_the_last_cqe() {
+        let mut slots = Slots::default();
+        let handler = Rc::new(Seen::default());
+        let key = slots.insert(Driven::Handler {
+            handler: handler.clone(),
+            tag: 3,
+            multishot: false,
+        });
+        slots.abandon_all();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let memory = Rc::new(());
+        assert!(
+            !slots.abandon(key, Box::new((Recorder(seen.clone()), memory.clone()))),
+            "teardown already cancelled it"
+        );
+        assert_eq!(slots.len(), 1);
+        assert_eq!(
+            Rc::strong_count(&memory),
+            2,
+            "the op's memory stays until its CQE"
+        );
+        slots.complete(key, done(42));
+        assert_eq!(slots.len(), 0);
+        assert_eq!(Rc::strong_count(&memory), 1, "freed after the last CQE");
+        assert_eq!(
+            *handler.released.borrow(),
+            [(3, 42)],
+            "released once, by the handler"
+        );
+        assert!(seen.borrow().is_empty());
     }
 
     #[test]
     fn internal_user_data_is_never_a_slot() {
-        assert_eq!(OpKey::from_user_data(INTERNAL_BIT | 3), None);
+        assert_eq!(
+            OpKey::from_user_data(crate::driver::tag::INTERNAL_BIT | 3),
+            None
+        );
         let mut slots = Slots::default();
         let key = slots.insert(Driven::Future);
         assert_eq!(OpKey::from_user_data(key.user_data()), Some(key));

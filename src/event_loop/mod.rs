@@ -3,8 +3,9 @@
 //!
 //! One iteration (asyncio's `_run_once`):
 //! 1. decide how long the kernel may block: not at all if callbacks are ready or the loop
-//!    is stopping, else until the nearest timer (armed in the ring as one timeout op), else
-//!    indefinitely (another thread wakes us through the eventfd read kept in the ring);
+//!    is stopping, else until the nearest timer (the driver keeps it armed: one timeout op
+//!    in the ring), else indefinitely (another thread wakes us through the driver's
+//!    unparker);
 //! 2. submit every SQE pushed since the last iteration and reap every CQE (one
 //!    `io_uring_enter`); completions wake tasks or queue transport callbacks;
 //! 3. queue callbacks from other threads, then due timers;
@@ -26,24 +27,20 @@ pub use handle::{Handle, TimerHandle};
 pub use remote::RemoteHandle;
 pub(crate) use remote::{RemoteItem, Shared};
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::opcode;
-use io_uring::types::{Fd, Timespec};
 use slab::Slab;
 
 use crate::buf::ring::BufRing;
 use crate::driver::{
-    Completion, Dispatch, Driver, DriverStats, Engine, INTERNAL_BIT, OpHandler, OpKey, RingSize,
-    SetupMode, Wait,
+    Completion, Dispatch, Driver, DriverStats, Engine, OpHandler, OpKey, RingSize, SetupMode, Wait,
 };
 use crate::error::Error;
 use crate::task::{self, JoinHandle};
@@ -55,12 +52,6 @@ pub(crate) use timers::deadline_after;
 /// While callbacks are ready and nothing needs submitting, poll the ring every this many
 /// iterations.
 pub const POLL_INTERVAL: u32 = 61;
-
-/// `user_data` kinds of the loop's internal SQEs (bit 63 set; kind in bits 56..62).
-const WAKE_READ: u64 = INTERNAL_BIT | (2 << 56);
-const TIMER: u64 = INTERNAL_BIT | (3 << 56);
-const TIMER_UPDATE: u64 = INTERNAL_BIT | (4 << 56);
-const KIND_MASK: u64 = INTERNAL_BIT | (0x7F << 56);
 
 /// Buffer group of the datagram ring (the stream ring is group 0).
 const DATAGRAM_RING_BGID: u16 = 1;
@@ -121,13 +112,6 @@ enum State {
     Closed,
 }
 
-/// The nearest deadline currently armed in the ring.
-#[derive(Clone, Copy)]
-struct ArmedTimer {
-    deadline: Instant,
-    generation: u64,
-}
-
 pub(crate) struct LoopInner {
     id: u64,
     pub(crate) driver: Rc<Driver>,
@@ -156,16 +140,6 @@ pub(crate) struct LoopInner {
     /// The datagram endpoints' buffer ring (multishot `recvmsg`), registered on first use.
     dgram_ring: RefCell<Option<Rc<BufRing>>>,
     dgram_ring_refused: Cell<bool>,
-    /// Set when close had to leak kernel-owned memory; Drop then leaks ours too.
-    leaked: Cell<bool>,
-    armed: Cell<Option<ArmedTimer>>,
-    timer_generation: Cell<u64>,
-    /// Read by the kernel when a timeout SQE is submitted; only written before the push.
-    arm_timespec: Box<UnsafeCell<Timespec>>,
-    update_timespec: Box<UnsafeCell<Timespec>>,
-    /// The eventfd read's 8-byte target; lives as long as the loop (or is leaked with it).
-    wake_buf: Box<UnsafeCell<u64>>,
-    wake_armed: Cell<bool>,
     pid: u32,
     /// Signal handlers (`add_signal_handler`), see `crate::signal`.
     pub(crate) signals: crate::signal::LoopSignals,
@@ -287,7 +261,7 @@ impl LoopBuilder {
     pub fn build(self) -> Result<EventLoop, Error> {
         let engine = match self.engine {
             Some(e) => e,
-            None => engine_from_env()?,
+            None => Engine::from_env()?,
         };
         let driver = match engine {
             Engine::Uring => Driver::new(self.size).map_err(|e| Error::Unavailable(Arc::new(e)))?,
@@ -303,7 +277,7 @@ impl LoopBuilder {
                 }
             },
         };
-        let shared = Shared::new()?;
+        let shared = Shared::new(driver.unparker());
         let inner = Rc::new(LoopInner {
             id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
             driver: Rc::new(driver),
@@ -327,52 +301,12 @@ impl LoopBuilder {
             buf_ring_refused: Cell::new(false),
             dgram_ring: RefCell::new(None),
             dgram_ring_refused: Cell::new(false),
-            leaked: Cell::new(false),
-            armed: Cell::new(None),
-            timer_generation: Cell::new(0),
-            arm_timespec: Box::new(UnsafeCell::new(Timespec::new())),
-            update_timespec: Box::new(UnsafeCell::new(Timespec::new())),
-            wake_buf: Box::new(UnsafeCell::new(0)),
-            wake_armed: Cell::new(false),
             pid: crate::sys::getpid(),
             signals: Default::default(),
             executor: Default::default(),
             processes: Default::default(),
         });
-        inner.arm_wake_read();
         Ok(EventLoop { inner })
-    }
-}
-
-impl std::str::FromStr for Engine {
-    type Err = Error;
-
-    /// `uring` (or `io_uring`), `epoll` or `auto`, in any case.
-    fn from_str(s: &str) -> Result<Engine, Error> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "uring" | "io_uring" => Ok(Engine::Uring),
-            "epoll" => Ok(Engine::Epoll),
-            "auto" => Ok(Engine::Auto),
-            other => Err(Error::Io(Arc::new(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("unknown engine {other:?}: expected uring, epoll or auto"),
-            )))),
-        }
-    }
-}
-
-/// The engine `RINGLOOP_ENGINE` asks for (io_uring when unset).
-fn engine_from_env() -> Result<Engine, Error> {
-    match std::env::var("RINGLOOP_ENGINE") {
-        Err(_) => Ok(Engine::Uring),
-        Ok(v) if v.trim().is_empty() => Ok(Engine::Uring),
-        Ok(v) => v.parse().map_err(|e| match e {
-            Error::Io(io) => Error::Io(Arc::new(std::io::Error::new(
-                io.kind(),
-                format!("RINGLOOP_ENGINE: {io}"),
-            ))),
-            other => other,
-        }),
     }
 }
 
@@ -626,6 +560,7 @@ impl LoopInner {
         let busy = !self.ready.borrow().is_empty() || self.stopping.get();
         let next_deadline = self.timers.borrow_mut().next_deadline();
         let now = Instant::now();
+        let mut deadline = None;
         let wait = if busy || next_deadline.is_some_and(|d| d <= now) || self.shared.has_pending() {
             let polls = self.since_poll.get() + 1;
             if polls >= POLL_INTERVAL {
@@ -637,23 +572,22 @@ impl LoopInner {
             }
         } else {
             self.since_poll.set(0);
-            if let Some(deadline) = next_deadline {
-                self.arm_timer(deadline, now);
-            }
+            deadline = next_deadline;
             Wait::Block
         };
 
         let mut cqes = std::mem::take(&mut *self.cqes.borrow_mut());
         let result = if wait == Wait::Block {
             let result = if self.shared.prepare_sleep() {
-                self.driver.submit_and_reap(Wait::Block, &mut cqes)
+                self.driver
+                    .submit_and_reap(Wait::Block, deadline, &mut cqes)
             } else {
-                self.driver.submit_and_reap(Wait::Poll, &mut cqes)
+                self.driver.submit_and_reap(Wait::Poll, deadline, &mut cqes)
             };
             self.shared.woke();
             result
         } else {
-            self.driver.submit_and_reap(wait, &mut cqes)
+            self.driver.submit_and_reap(wait, None, &mut cqes)
         };
         if let Err(e) = result {
             *self.cqes.borrow_mut() = cqes;
@@ -718,36 +652,20 @@ impl LoopInner {
         }
     }
 
+    /// Hands an op's completion on: wakes its future or queues its handler. (The driver
+    /// keeps its internal completions — timer, wake-up, cancels — to itself.)
     fn dispatch(&self, user_data: u64, completion: Completion) {
-        if let Some(key) = OpKey::from_user_data(user_data) {
-            match self.driver.complete(key, completion) {
-                Dispatch::Nothing => {}
-                Dispatch::Wake(waker) => waker.wake(),
-                Dispatch::Handler(handler, tag, completion) => self.push_ready(Ready::Io {
-                    handler,
-                    tag,
-                    completion,
-                }),
-            }
+        let Some(key) = OpKey::from_user_data(user_data) else {
             return;
-        }
-        if !completion.more() {
-            self.driver.internal_done();
-        }
-        match user_data & KIND_MASK {
-            WAKE_READ => {
-                self.wake_armed.set(false);
-                if !self.is_closed() {
-                    self.arm_wake_read();
-                }
-            }
-            TIMER => {
-                let generation = user_data & !KIND_MASK;
-                if self.armed.get().is_some_and(|a| a.generation == generation) {
-                    self.armed.set(None);
-                }
-            }
-            _ => {} // TIMER_UPDATE: its outcome shows in the timer's own CQE.
+        };
+        match self.driver.complete(key, completion) {
+            Dispatch::Nothing => {}
+            Dispatch::Wake(waker) => waker.wake(),
+            Dispatch::Handler(handler, tag, completion) => self.push_ready(Ready::Io {
+                handler,
+                tag,
+                completion,
+            }),
         }
     }
 
@@ -832,68 +750,6 @@ impl LoopInner {
         }
     }
 
-    /// Keeps a read on the wake-up eventfd in the ring.
-    fn arm_wake_read(&self) {
-        if self.wake_armed.get() {
-            return;
-        }
-        let sqe = opcode::Read::new(
-            Fd(self.shared.eventfd.as_raw_fd()),
-            self.wake_buf.get().cast::<u8>(),
-            8,
-        )
-        .offset(u64::MAX)
-        .build()
-        .user_data(WAKE_READ);
-        // SAFETY: the 8-byte target is owned by the loop and outlives the op: close waits
-        // for the op's CQE, or leaks the loop's memory with the ring.
-        if unsafe { self.driver.push_internal(sqe) }.is_ok() {
-            self.wake_armed.set(true);
-        }
-    }
-
-    /// Makes sure the ring holds a timeout firing no later than `deadline`.
-    fn arm_timer(&self, deadline: Instant, now: Instant) {
-        let relative = Timespec::from(deadline.saturating_duration_since(now));
-        match self.armed.get() {
-            Some(armed) if armed.deadline <= deadline => {}
-            Some(armed) => {
-                // SAFETY: written only here, before its SQE is pushed; the kernel copies it
-                // while the SQE is submitted, later in this same iteration.
-                unsafe { *self.update_timespec.get() = relative };
-                let sqe = opcode::TimeoutUpdate::new(
-                    TIMER | armed.generation,
-                    self.update_timespec.get().cast_const(),
-                )
-                .build()
-                .user_data(TIMER_UPDATE);
-                // SAFETY: the timespec lives as long as the loop (see above).
-                if unsafe { self.driver.push_internal(sqe) }.is_ok() {
-                    self.armed.set(Some(ArmedTimer {
-                        deadline,
-                        generation: armed.generation,
-                    }));
-                }
-            }
-            None => {
-                let generation = (self.timer_generation.get() + 1) & ((1 << 56) - 1);
-                self.timer_generation.set(generation);
-                // SAFETY: as above.
-                unsafe { *self.arm_timespec.get() = relative };
-                let sqe = opcode::Timeout::new(self.arm_timespec.get().cast_const())
-                    .build()
-                    .user_data(TIMER | generation);
-                // SAFETY: the timespec lives as long as the loop (see above).
-                if unsafe { self.driver.push_internal(sqe) }.is_ok() {
-                    self.armed.set(Some(ArmedTimer {
-                        deadline,
-                        generation,
-                    }));
-                }
-            }
-        }
-    }
-
     fn drain_remote(&self) {
         if !self.shared.has_pending() {
             return;
@@ -963,9 +819,9 @@ impl LoopInner {
         drop(self.shared.close());
         self.buf_ring.borrow_mut().take();
         self.dgram_ring.borrow_mut().take();
-        if self.driver.shutdown(CLOSE_BOUND) > 0 {
-            self.leaked.set(true);
-        }
+        // What the kernel still holds past the bound (the driver's timer and wake-up
+        // buffers included) the driver leaks rather than frees.
+        self.driver.shutdown(CLOSE_BOUND);
         Ok(())
     }
 }
@@ -983,20 +839,5 @@ impl Drop for LoopInner {
             self.state.set(State::Idle);
         }
         let _ = self.close();
-        if self.leaked.get() {
-            // The kernel may still write into wake_buf or read the timespecs: leak them.
-            let leak = |b: &mut Box<UnsafeCell<Timespec>>| {
-                std::mem::forget(std::mem::replace(
-                    b,
-                    Box::new(UnsafeCell::new(Timespec::new())),
-                ))
-            };
-            std::mem::forget(std::mem::replace(
-                &mut self.wake_buf,
-                Box::new(UnsafeCell::new(0)),
-            ));
-            leak(&mut self.arm_timespec);
-            leak(&mut self.update_timespec);
-        }
     }
 }

@@ -1,17 +1,16 @@
 //! The part of a loop other threads may touch: a queue of callbacks and task wake-ups,
-//! and an eventfd the loop keeps a read on in its ring, so a sleeping loop wakes up.
+//! and the driver's [`Unparker`], so a sleeping loop wakes up.
 //!
-//! The eventfd is written only when the loop says it is (about to be) asleep, so a busy
+//! The unparker is used only when the loop says it is (about to be) asleep, so a busy
 //! loop pays no syscall per remote call. The handshake is two `SeqCst` flags: the loop
 //! sets `sleeping` and then checks `pending`; a sender sets `pending` and then swaps
 //! `sleeping` — at least one of them sees the other.
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::driver::Unparker;
 use crate::error::Error;
-use crate::sys;
 use crate::task::TaskHeader;
 
 /// What another thread can hand the loop.
@@ -25,18 +24,18 @@ pub(crate) struct Shared {
     pending: AtomicBool,
     sleeping: AtomicBool,
     closed: AtomicBool,
-    pub(crate) eventfd: OwnedFd,
+    unparker: Unparker,
 }
 
 impl Shared {
-    pub(crate) fn new() -> std::io::Result<Self> {
-        Ok(Shared {
+    pub(crate) fn new(unparker: Unparker) -> Self {
+        Shared {
             queue: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            eventfd: sys::eventfd()?,
-        })
+            unparker,
+        }
     }
 
     /// Queues an item for the loop and wakes it if it sleeps.
@@ -50,8 +49,7 @@ impl Shared {
             self.pending.store(true, Ordering::SeqCst);
         }
         if self.sleeping.swap(false, Ordering::SeqCst) {
-            // A failed write can only be EBADF-like misuse; the loop also polls `pending`.
-            let _ = sys::eventfd_signal(&self.eventfd);
+            self.unparker.unpark();
         }
         Ok(())
     }

@@ -21,11 +21,10 @@ use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use io_uring::{opcode, types};
-
-use crate::driver::{Completion, Driven, OpHandler, OpKey};
+use crate::driver::{Completion, OpHandler};
 use crate::event_loop::{EventLoop, ExceptionContext, TimerHandle};
 use crate::fd::SharedFd;
+use crate::op::{self, InFlight};
 use crate::sys::socket;
 use crate::transport::{ProtocolRef, StreamKind, StreamTransport};
 
@@ -50,8 +49,8 @@ struct Listener {
     server: Weak<ServerInner>,
     fd: RefCell<Option<SharedFd>>,
     raw: i32,
-    /// The accept in flight and the fd clone that keeps its number from reuse.
-    accept: RefCell<Option<(OpKey, SharedFd)>>,
+    /// The accept in flight (its fd clone keeps the number from reuse).
+    accept: RefCell<Option<InFlight<op::Accepts>>>,
     backoff: RefCell<Option<TimerHandle>>,
     /// Multishot accepts until the kernel refuses one.
     multishot: Cell<bool>,
@@ -234,28 +233,19 @@ impl Listener {
             return;
         };
         let multishot = self.multishot.get();
-        let sqe = if multishot {
-            opcode::AcceptMulti::new(types::Fd(fd.raw()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
+        let accept = if multishot {
+            op::Accepts::multishot(fd)
         } else {
-            opcode::Accept::new(
-                types::Fd(fd.raw()),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
+            op::Accepts::once(fd)
         };
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_ACCEPT,
-            multishot,
-        };
-        // SAFETY: an accept without an address names no memory of ours.
-        match unsafe { server.event_loop.inner.driver.push_op(sqe, driven) } {
-            Ok(key) => *self.accept.borrow_mut() = Some((key, fd)),
-            Err(e) => server.event_loop.call_exception_handler(ExceptionContext {
+        match server
+            .event_loop
+            .inner
+            .driver
+            .submit(accept, self.clone(), TAG_ACCEPT)
+        {
+            Ok(accept) => *self.accept.borrow_mut() = Some(accept),
+            Err((e, _)) => server.event_loop.call_exception_handler(ExceptionContext {
                 message: format!("cannot arm accept on fd {}", self.raw),
                 error: Some(e.into()),
             }),
@@ -266,8 +256,8 @@ impl Listener {
         if let Some(t) = self.backoff.borrow_mut().take() {
             t.cancel();
         }
-        if let (Some(server), Some((key, _))) = (self.server.upgrade(), &*self.accept.borrow()) {
-            server.event_loop.inner.driver.cancel(*key);
+        if let (Some(_), Some(accept)) = (self.server.upgrade(), &*self.accept.borrow()) {
+            accept.cancel();
         }
         // The listening fd closes once the accept's last CQE has come (it holds a clone).
         self.fd.borrow_mut().take();
@@ -281,8 +271,8 @@ impl Listener {
             ),
             error: Some(err.into()),
         });
-        if let Some((key, _)) = &*self.accept.borrow() {
-            server.event_loop.inner.driver.cancel(*key);
+        if let Some(accept) = &*self.accept.borrow() {
+            accept.cancel();
         }
         let this = self.clone();
         let timer = server.event_loop.call_later(ACCEPT_BACKOFF, move || {
@@ -303,7 +293,8 @@ impl OpHandler for Listener {
 
     fn on_completion(self: Rc<Self>, _tag: u32, c: Completion) {
         if !c.more() {
-            self.accept.borrow_mut().take();
+            let accept = self.accept.borrow_mut().take();
+            drop(accept.map(InFlight::finish));
         }
         let server = self.server.upgrade();
         if c.result >= 0 {

@@ -6,7 +6,8 @@ use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::OpKind;
-use crate::driver::Orphan;
+use crate::driver::{ARGS, Attempt, Interest, Orphan, Outcome};
+use crate::sys::nonblocking as nb;
 
 /// Closes an fd through the ring.
 pub(crate) struct Close {
@@ -32,7 +33,16 @@ unsafe impl OpKind for Close {
         opcode::Close::new(types::Fd(self.fd)).build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        Some(Attempt::new(self.fd, Interest::Close, [0; ARGS], run))
+    }
+
     fn complete(self, result: io::Result<u32>) -> io::Result<()> {
         result.map(drop)
     }
+}
+
+/// `close` (the engine forgot the fd's registration first: [`Interest::Close`]).
+unsafe fn run(fd: RawFd, _args: &mut [u64; ARGS]) -> Outcome {
+    Outcome::Done(nb::close(fd))
 }

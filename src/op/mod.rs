@@ -1,19 +1,25 @@
-//! Operations: one small file per SQE kind. Each says how to build its SQE from the
-//! memory it owns and how a CQE becomes its output; [`Op`] does the rest (lazy submit on
-//! first poll, waiting, and handing its memory to the driver if dropped in flight).
+//! Operations: one small file per op kind. Each says how to build its SQE from the memory
+//! it owns (io_uring), how to attempt it as a non-blocking syscall with a readiness
+//! interest (the epoll engine, see `driver::attempt`), and how a CQE becomes its output.
+//! [`InFlight`] owns a submitted op until its last completion; [`Op`] is the async face
+//! (lazy submit on first poll, waiting, and handing its memory to the driver if dropped
+//! in flight).
 //!
-//! The driver never knows op types: it sees an SQE, a slot, and — for a dropped op — an
-//! [`Orphan`] to keep alive until the last CQE.
+//! The driver never knows op types: it sees an SQE or an attempt, a slot, and — for a
+//! dropped op — an [`Orphan`] to keep alive until the last CQE.
 
 mod accept;
+mod accepts;
 mod close;
 mod connect;
+mod inflight;
 mod msg;
 mod nop;
 mod poll;
 mod read;
 mod readv;
 mod recv;
+mod recv_multi;
 mod salvage;
 mod send;
 mod sendv;
@@ -22,14 +28,17 @@ mod write;
 mod writev;
 
 pub(crate) use accept::Accept;
+pub(crate) use accepts::Accepts;
 pub(crate) use close::Close;
 pub(crate) use connect::Connect;
+pub(crate) use inflight::InFlight;
 pub(crate) use msg::{MsgParts, Received, RecvMsg, SendMsg};
 pub(crate) use nop::Nop;
 pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
 pub(crate) use recv::Recv;
+pub(crate) use recv_multi::{RecvMsgMulti, RecvMulti};
 pub(crate) use salvage::SalvagingRead;
 pub(crate) use send::Send;
 pub(crate) use sendv::SendV;
@@ -43,40 +52,78 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use io_uring::opcode;
 use io_uring::squeue::Entry;
 
-use crate::driver::{Driven, Driver, OpKey, Orphan};
+use crate::driver::{Attempt, Driver, Orphan};
 
-/// What an operation owns and how it maps to and from the ring.
+/// What an operation owns and how it maps to and from the engines.
 ///
 /// # Safety
 ///
-/// Every pointer placed in the SQE by [`OpKind::sqe`] must point into memory owned by
-/// `self` (heap or static, so that moving `self` does not move it) or be otherwise valid
-/// until the op's last CQE.
+/// Every pointer placed in the SQE by [`OpKind::sqe`], or in the words of the attempt
+/// [`OpKind::attempt`] returns, must point into memory owned by `self` (heap or static,
+/// so that moving `self` does not move it) or be otherwise valid until the op's last
+/// completion; the attempt's `run` must touch nothing else. [`OpKind::quiet_result`] may
+/// be `Some` only for an op that finishes during its submission and reports anything but
+/// that result with a CQE (see `driver::quiet`).
 pub(crate) unsafe trait OpKind: Orphan + Unpin + 'static {
     /// What the op's future resolves to.
     type Output;
     /// Builds the SQE (without `user_data`; the driver sets it).
     fn sqe(&mut self) -> Entry;
+    /// How the epoll engine runs it; `None` where it cannot (it then completes with
+    /// `EINVAL`, as an unsupported opcode does on an old kernel).
+    fn attempt(&mut self) -> Option<Attempt>;
+    /// Whether completions keep coming until one without `IORING_CQE_F_MORE`.
+    fn multishot(&self) -> bool {
+        false
+    }
+    /// The result its success has, if it may be submitted quiet (see the trait's safety).
+    fn quiet_result(&self) -> Option<i32> {
+        None
+    }
     /// Turns the CQE's result (a non-negative count or fd, or the errno) into the output.
     fn complete(self, result: io::Result<u32>) -> Self::Output;
 }
 
+/// Whether ops with this opcode have an attempt (run on the epoll engine).
+pub(crate) fn runs_on_epoll(code: u8) -> bool {
+    [
+        opcode::Nop::CODE,
+        opcode::Read::CODE,
+        opcode::Write::CODE,
+        opcode::Readv::CODE,
+        opcode::Writev::CODE,
+        opcode::Close::CODE,
+        opcode::Accept::CODE,
+        opcode::Connect::CODE,
+        opcode::Send::CODE,
+        opcode::Recv::CODE,
+        opcode::SendMsg::CODE,
+        opcode::RecvMsg::CODE,
+        opcode::PollAdd::CODE,
+    ]
+    .contains(&code)
+}
+
 /// The future of one single-shot operation.
 pub(crate) struct Op<T: OpKind> {
-    data: Option<T>,
-    key: Option<OpKey>,
-    driver: Option<Rc<Driver>>,
+    state: State<T>,
+}
+
+enum State<T: OpKind> {
+    /// Not pushed yet; pushed on first poll.
+    New(T),
+    InFlight(InFlight<T>),
+    Done,
 }
 
 impl<T: OpKind> Op<T> {
     /// An op that is submitted when first polled, on the running loop's ring.
     pub(crate) fn new(data: T) -> Self {
         Op {
-            data: Some(data),
-            key: None,
-            driver: None,
+            state: State::New(data),
         }
     }
 }
@@ -85,14 +132,21 @@ impl<T: OpKind> Op<T> {
     /// Asks the kernel to cancel the op if it is in flight; the future still resolves
     /// (with `ECANCELED`, or with what the op did before the cancel reached it).
     pub(crate) fn cancel(&self) {
-        if let (Some(key), Some(driver)) = (self.key, self.driver.as_ref()) {
-            driver.cancel(key);
+        if let State::InFlight(op) = &self.state {
+            op.cancel();
         }
     }
 
-    /// Whether the op's SQE was pushed (it is in the kernel until it resolves).
+    /// Whether the op was pushed (it is in the kernel until it resolves).
     pub(crate) fn submitted(&self) -> bool {
-        self.key.is_some()
+        matches!(self.state, State::InFlight(_))
+    }
+}
+
+fn submit_to<T: OpKind>(driver: io::Result<Rc<Driver>>, op: T) -> Result<InFlight<T>, T::Output> {
+    match driver {
+        Ok(d) => d.submit_future(op).map_err(|(e, op)| op.complete(Err(e))),
+        Err(e) => Err(op.complete(Err(e))),
     }
 }
 
@@ -101,52 +155,24 @@ impl<T: OpKind> Future for Op<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = &mut *self;
-        let Some(key) = this.key else {
-            let data = this
-                .data
-                .as_mut()
-                .expect("an op future was polled after it completed");
-            let driver = match crate::event_loop::current_driver() {
-                Ok(d) => d,
-                Err(e) => return Poll::Ready(this.data.take().unwrap().complete(Err(e))),
+        if let State::New(_) = this.state {
+            let State::New(op) = std::mem::replace(&mut this.state, State::Done) else {
+                unreachable!()
             };
-            let sqe = data.sqe();
-            // SAFETY: OpKind's contract: the SQE points only into `data`, which stays in
-            // this Op until the CQE or moves to the driver as an orphan on drop.
-            match unsafe { driver.push_op(sqe, Driven::Future) } {
-                Ok(key) => {
-                    this.key = Some(key);
-                    this.driver = Some(driver);
-                    // Register the waker now; the CQE comes at the earliest next iteration.
-                    return match this.driver.as_ref().unwrap().poll_op(key, cx) {
-                        Poll::Pending => Poll::Pending,
-                        Poll::Ready(c) => {
-                            this.key = None;
-                            Poll::Ready(this.data.take().unwrap().complete(c.into_result()))
-                        }
-                    };
-                }
-                Err(e) => return Poll::Ready(this.data.take().unwrap().complete(Err(e))),
-            }
-        };
-        let driver = this.driver.as_ref().expect("a submitted op has a driver");
-        match driver.poll_op(key, cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(c) => {
-                this.key = None;
-                let data = this.data.take().expect("op data present until completion");
-                Poll::Ready(data.complete(c.into_result()))
+            match submit_to(crate::event_loop::current_driver(), op) {
+                Ok(in_flight) => this.state = State::InFlight(in_flight),
+                Err(output) => return Poll::Ready(output),
             }
         }
-    }
-}
-
-impl<T: OpKind> Drop for Op<T> {
-    fn drop(&mut self) {
-        if let (Some(key), Some(data), Some(driver)) =
-            (self.key.take(), self.data.take(), self.driver.as_ref())
-        {
-            driver.abandon(key, Box::new(data));
+        let State::InFlight(in_flight) = &mut this.state else {
+            panic!("an op future was polled after it completed");
+        };
+        match in_flight.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(output) => {
+                this.state = State::Done;
+                Poll::Ready(output)
+            }
         }
     }
 }

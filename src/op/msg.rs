@@ -4,13 +4,15 @@
 //! put while the op is in flight.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::OpKind;
 use crate::buf::{IoBuf, IoBufMut};
-use crate::driver::Orphan;
+use crate::driver::{ARGS, Attempt, Interest, Orphan, Outcome};
 use crate::fd::SharedFd;
+use crate::sys::nonblocking as nb;
 use crate::sys::socket::RawAddr;
 
 /// A `msghdr` with its one `iovec` and address, boxed so their addresses stay put while
@@ -122,6 +124,16 @@ unsafe impl<B: IoBufMut> OpKind for RecvMsg<B> {
         opcode::RecvMsg::new(types::Fd(self.fd.raw()), &mut self.parts.hdr).build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        let hdr: *mut libc::msghdr = &mut self.parts.hdr;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Read,
+            [hdr as u64, 0, 0, 0],
+            run_recvmsg,
+        ))
+    }
+
     fn complete(mut self, result: io::Result<u32>) -> Self::Output {
         let result = self.received(result);
         (result, self.buf)
@@ -180,7 +192,7 @@ impl<B: IoBuf> SendMsg<B> {
 
     /// Makes it a send that never waits for room (`MSG_DONTWAIT`): it fails with `EAGAIN`
     /// instead, during its submission — a candidate for a quiet op
-    /// (`Driver::push_quiet_op`; a datagram is sent whole or not at all).
+    /// (`Driver::submit_quiet`; a datagram is sent whole or not at all).
     pub(crate) fn at_once(mut self) -> Self {
         self.flags |= libc::MSG_DONTWAIT;
         self
@@ -212,7 +224,9 @@ impl<B: IoBuf> SendMsg<B> {
 
 impl<B> Orphan for SendMsg<B> {}
 
-// SAFETY: the header, iovec, address and buffer are heap memory owned here.
+// SAFETY: the header, iovec, address and buffer (named by the SQE and the attempt) are
+// heap memory owned here. An `at_once` send (the only one with a quiet result) finishes
+// during its submission; a datagram goes whole or fails with a CQE.
 unsafe impl<B: IoBuf> OpKind for SendMsg<B> {
     type Output = (io::Result<usize>, B);
 
@@ -222,7 +236,45 @@ unsafe impl<B: IoBuf> OpKind for SendMsg<B> {
             .build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        let hdr: *const libc::msghdr = &self.parts.hdr;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Write,
+            [hdr as u64, self.flags as u64, 0, 0],
+            run_sendmsg,
+        ))
+    }
+
+    fn quiet_result(&self) -> Option<i32> {
+        if !self.is_at_once() {
+            return None;
+        }
+        i32::try_from(self.len()).ok()
+    }
+
     fn complete(self, result: io::Result<u32>) -> Self::Output {
         (result.map(|n| n as usize), self.buf)
     }
+}
+
+/// `recvmsg` into the header at `args[0]`.
+///
+/// # Safety
+///
+/// `args[0]` points to a `msghdr` whose buffers are valid for writes.
+unsafe fn run_recvmsg(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    // SAFETY: forwarded from the caller (the header and buffers the op owns).
+    Outcome::of(unsafe { nb::recvmsg(fd, args[0] as *mut libc::msghdr, 0) })
+}
+
+/// `sendmsg` of the header at `args[0]` with the flags in `args[1]` (also the vectored
+/// stream send, `SendV`).
+///
+/// # Safety
+///
+/// `args[0]` points to a `msghdr` whose buffers are valid for reads.
+pub(super) unsafe fn run_sendmsg(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    // SAFETY: forwarded from the caller (the header and buffers the op owns).
+    Outcome::of(unsafe { nb::sendmsg(fd, args[0] as *const libc::msghdr, args[1] as i32) })
 }

@@ -3,12 +3,14 @@
 //! process has ended) on kernels without `IORING_OP_WAITID`.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::OpKind;
-use crate::driver::Orphan;
+use crate::driver::{ARGS, Attempt, Interest, Orphan, Outcome};
 use crate::fd::SharedFd;
+use crate::sys::nonblocking as nb;
 
 /// A one-shot poll for `events` (`POLLIN`, ...) on `fd`.
 pub(crate) struct PollAdd {
@@ -33,7 +35,26 @@ unsafe impl OpKind for PollAdd {
         opcode::PollAdd::new(types::Fd(self.fd.raw()), self.events).build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        let mask = u64::from(self.events & 0xFFFF);
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Read,
+            [mask, 0, 0, 0],
+            run,
+        ))
+    }
+
     fn complete(self, result: io::Result<u32>) -> io::Result<u32> {
         result
+    }
+}
+
+/// Asks poll(2) itself which of the events in `args[0]` the fd has now; none means wait
+/// for the next edge (any edge wakes a poll of either kind).
+unsafe fn run(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    match nb::poll_now(fd, args[0] as i16) {
+        0 => Outcome::NotReady,
+        r => Outcome::of(r),
     }
 }

@@ -1,13 +1,15 @@
 //! `IORING_OP_READ` into an owned buffer.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::OpKind;
 use crate::buf::IoBufMut;
-use crate::driver::{Completion, Orphan};
+use crate::driver::{ARGS, Attempt, Completion, Interest, Orphan, Outcome};
 use crate::fd::SharedFd;
+use crate::sys::nonblocking as nb;
 
 /// A read of up to `buf.bytes_total()` bytes at `offset`.
 pub(crate) struct Read<B> {
@@ -33,7 +35,8 @@ impl<B: IoBufMut> Orphan for Read<B> {
     }
 }
 
-// SAFETY: the SQE points into `buf`, whose memory is stable (IoBufMut) and owned here.
+// SAFETY: the SQE and the attempt point into `buf`, whose memory is stable (IoBufMut)
+// and owned here.
 unsafe impl<B: IoBufMut> OpKind for Read<B> {
     type Output = (io::Result<usize>, B);
 
@@ -44,6 +47,17 @@ unsafe impl<B: IoBufMut> OpKind for Read<B> {
             .build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        let ptr = self.buf.stable_mut_ptr() as u64;
+        let len = self.buf.bytes_total() as u64;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Read,
+            [ptr, len, self.offset, 0],
+            run,
+        ))
+    }
+
     fn complete(mut self, result: io::Result<u32>) -> Self::Output {
         let result = result.map(|n| {
             // SAFETY: the kernel wrote n bytes into the buffer's first n bytes.
@@ -52,4 +66,15 @@ unsafe impl<B: IoBufMut> OpKind for Read<B> {
         });
         (result, self.buf)
     }
+}
+
+/// `read` (or `pread` at an offset) into `[ptr, len, offset]`.
+///
+/// # Safety
+///
+/// `ptr` is valid for `len` bytes of writes.
+unsafe fn run(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    let [ptr, len, offset, _] = *args;
+    // SAFETY: forwarded from the caller (the buffer the op owns).
+    Outcome::of(unsafe { nb::read(fd, ptr as *mut u8, len as usize, offset) })
 }

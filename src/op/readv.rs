@@ -1,13 +1,15 @@
 //! `IORING_OP_READV` into several owned buffers.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::{OpKind, check_iov_count, iovecs};
 use crate::buf::IoBufMut;
-use crate::driver::Orphan;
+use crate::driver::{ARGS, Attempt, Interest, Orphan, Outcome};
 use crate::fd::SharedFd;
+use crate::sys::nonblocking as nb;
 
 /// A vectored read: fills `bufs` in order.
 pub(crate) struct Readv<B> {
@@ -41,7 +43,8 @@ impl<B: IoBufMut> Readv<B> {
 
 impl<B> Orphan for Readv<B> {}
 
-// SAFETY: the iovec array and every buffer it names are heap memory owned here.
+// SAFETY: the iovec array (named by the SQE and the attempt) and every buffer it names
+// are heap memory owned here.
 unsafe impl<B: IoBufMut> OpKind for Readv<B> {
     type Output = (io::Result<usize>, Vec<B>);
 
@@ -53,6 +56,17 @@ unsafe impl<B: IoBufMut> OpKind for Readv<B> {
         )
         .offset(self.offset)
         .build()
+    }
+
+    fn attempt(&mut self) -> Option<Attempt> {
+        let iov = self.iovecs.as_ptr() as u64;
+        let n = self.iovecs.len() as u64;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Read,
+            [iov, n, self.offset, 0],
+            run,
+        ))
     }
 
     fn complete(mut self, result: io::Result<u32>) -> Self::Output {
@@ -68,4 +82,15 @@ unsafe impl<B: IoBufMut> OpKind for Readv<B> {
         });
         (result, self.bufs)
     }
+}
+
+/// `readv` (or `preadv`) into `[iovecs, count, offset]`.
+///
+/// # Safety
+///
+/// `iovecs` names `count` iovecs, each valid for writes of its length.
+unsafe fn run(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    let [iov, n, offset, _] = *args;
+    // SAFETY: forwarded from the caller (the iovecs and buffers the op owns).
+    Outcome::of(unsafe { nb::readv(fd, iov as *const libc::iovec, n as i32, offset) })
 }

@@ -8,7 +8,7 @@ use io_uring::{opcode, squeue::Entry, types};
 
 use super::{OpKind, check_iov_count, iovecs};
 use crate::buf::IoBuf;
-use crate::driver::Orphan;
+use crate::driver::{Attempt, Interest, Orphan};
 use crate::fd::SharedFd;
 
 /// A vectored send of every buffer's initialized bytes, in order.
@@ -55,6 +55,17 @@ unsafe impl<B: IoBuf> OpKind for SendV<B> {
         opcode::SendMsg::new(types::Fd(self.fd.raw()), &*self.hdr)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
+    }
+
+    fn attempt(&mut self) -> Option<Attempt> {
+        let hdr: *const libc::msghdr = &*self.hdr;
+        let flags = libc::MSG_NOSIGNAL as u64;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Write,
+            [hdr as u64, flags, 0, 0],
+            super::msg::run_sendmsg,
+        ))
     }
 
     fn complete(self, result: io::Result<u32>) -> Self::Output {

@@ -6,7 +6,7 @@ use std::io;
 use io_uring::{opcode, squeue::Entry};
 
 use super::OpKind;
-use crate::driver::Orphan;
+use crate::driver::{Attempt, Orphan};
 use crate::fd::SharedFd;
 use crate::sys::process::{Ended, decode_siginfo, zeroed_siginfo};
 
@@ -39,6 +39,12 @@ unsafe impl OpKind for WaitId {
         opcode::WaitId::new(libc::P_PIDFD, self.pidfd.raw() as libc::id_t, libc::WEXITED)
             .infop(info.cast_const())
             .build()
+    }
+
+    /// Not on epoll: the process layer watches the pidfd with a [`PollAdd`](super::PollAdd)
+    /// there (`Driver::supports` says no).
+    fn attempt(&mut self) -> Option<Attempt> {
+        None
     }
 
     fn complete(self, result: io::Result<u32>) -> Self::Output {

@@ -1,13 +1,15 @@
 //! `IORING_OP_WRITE` from an owned buffer.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::OpKind;
 use crate::buf::IoBuf;
-use crate::driver::Orphan;
+use crate::driver::{ARGS, Attempt, Interest, Orphan, Outcome};
 use crate::fd::SharedFd;
+use crate::sys::nonblocking as nb;
 
 /// A write of `buf`'s initialized bytes at `offset`.
 pub(crate) struct Write<B> {
@@ -24,7 +26,8 @@ impl<B: IoBuf> Write<B> {
 
 impl<B> Orphan for Write<B> {}
 
-// SAFETY: the SQE points into `buf`, whose memory is stable (IoBuf) and owned here.
+// SAFETY: the SQE and the attempt point into `buf`, whose memory is stable (IoBuf) and
+// owned here.
 unsafe impl<B: IoBuf> OpKind for Write<B> {
     type Output = (io::Result<usize>, B);
 
@@ -35,7 +38,29 @@ unsafe impl<B: IoBuf> OpKind for Write<B> {
             .build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        let ptr = self.buf.stable_ptr() as u64;
+        let len = self.buf.bytes_init() as u64;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Write,
+            [ptr, len, self.offset, 0],
+            run,
+        ))
+    }
+
     fn complete(self, result: io::Result<u32>) -> Self::Output {
         (result.map(|n| n as usize), self.buf)
     }
+}
+
+/// `write` (or `pwrite` at an offset) of `[ptr, len, offset]`.
+///
+/// # Safety
+///
+/// `ptr` is valid for `len` bytes of reads.
+unsafe fn run(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    let [ptr, len, offset, _] = *args;
+    // SAFETY: forwarded from the caller (the buffer the op owns).
+    Outcome::of(unsafe { nb::write(fd, ptr as *const u8, len as usize, offset) })
 }

@@ -1,13 +1,15 @@
 //! `IORING_OP_WRITEV` from several owned buffers.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry, types};
 
 use super::{OpKind, check_iov_count, iovecs};
 use crate::buf::IoBuf;
-use crate::driver::Orphan;
+use crate::driver::{ARGS, Attempt, Interest, Orphan, Outcome};
 use crate::fd::SharedFd;
+use crate::sys::nonblocking as nb;
 
 /// A vectored write of every buffer's initialized bytes, in order.
 pub(crate) struct Writev<B> {
@@ -41,7 +43,8 @@ impl<B: IoBuf> Writev<B> {
 
 impl<B> Orphan for Writev<B> {}
 
-// SAFETY: the iovec array and every buffer it names are heap memory owned here.
+// SAFETY: the iovec array (named by the SQE and the attempt) and every buffer it names
+// are heap memory owned here.
 unsafe impl<B: IoBuf> OpKind for Writev<B> {
     type Output = (io::Result<usize>, Vec<B>);
 
@@ -55,7 +58,29 @@ unsafe impl<B: IoBuf> OpKind for Writev<B> {
         .build()
     }
 
+    fn attempt(&mut self) -> Option<Attempt> {
+        let iov = self.iovecs.as_ptr() as u64;
+        let n = self.iovecs.len() as u64;
+        Some(Attempt::new(
+            self.fd.raw(),
+            Interest::Write,
+            [iov, n, self.offset, 0],
+            run,
+        ))
+    }
+
     fn complete(self, result: io::Result<u32>) -> Self::Output {
         (result.map(|n| n as usize), self.bufs)
     }
+}
+
+/// `writev` (or `pwritev`) of `[iovecs, count, offset]`.
+///
+/// # Safety
+///
+/// `iovecs` names `count` iovecs, each valid for reads of its length.
+unsafe fn run(fd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
+    let [iov, n, offset, _] = *args;
+    // SAFETY: forwarded from the caller (the iovecs and buffers the op owns).
+    Outcome::of(unsafe { nb::writev(fd, iov as *const libc::iovec, n as i32, offset) })
 }

@@ -15,10 +15,10 @@ use std::task::Waker;
 use io_uring::opcode;
 
 use super::SubprocessProtocol;
-use crate::driver::{Completion, Driven, OpHandler};
+use crate::driver::{Completion, OpHandler};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::fd::SharedFd;
-use crate::op::{self, OpKind};
+use crate::op::{self, InFlight};
 use crate::sys::process::{self as sys, Ended};
 use crate::transport::{PipeProtocol, ReadPipeTransport, WritePipeTransport};
 
@@ -31,8 +31,8 @@ const UNKNOWN_RETURNCODE: i32 = 255;
 /// The exit watch in flight.
 enum ExitOp {
     Idle,
-    WaitId(op::WaitId),
-    Poll(op::PollAdd),
+    WaitId(InFlight<op::WaitId>),
+    Poll(InFlight<op::PollAdd>),
 }
 
 struct State {
@@ -367,30 +367,14 @@ impl SubprocessInner {
         }
     }
 
-    fn handler(self: &Rc<Self>, tag: u32) -> Driven {
-        Driven::Handler {
-            handler: self.clone(),
-            tag,
-            multishot: false,
-        }
-    }
-
     fn arm_waitid(self: &Rc<Self>) {
         let Some(pidfd) = self.pidfd.borrow().clone() else {
             return;
         };
-        let mut wait = op::WaitId::new(pidfd);
-        let sqe = wait.sqe();
-        // SAFETY: the SQE points into `wait`'s boxed siginfo, kept in `st.exit_op` until
-        // the op's CQE (the slot keeps this object alive until then).
-        match unsafe {
-            self.event_loop
-                .inner
-                .driver
-                .push_op(sqe, self.handler(TAG_WAITID))
-        } {
-            Ok(_) => self.st.borrow_mut().exit_op = ExitOp::WaitId(wait),
-            Err(e) => self.watch_failed(e),
+        let driver = &self.event_loop.inner.driver;
+        match driver.submit(op::WaitId::new(pidfd), self.clone(), TAG_WAITID) {
+            Ok(wait) => self.st.borrow_mut().exit_op = ExitOp::WaitId(wait),
+            Err((e, _)) => self.watch_failed(e),
         }
     }
 
@@ -398,17 +382,15 @@ impl SubprocessInner {
         let Some(pidfd) = self.pidfd.borrow().clone() else {
             return;
         };
-        let mut poll = op::PollAdd::new(pidfd, libc::POLLIN as u32);
-        let sqe = poll.sqe();
-        // SAFETY: a poll SQE names no memory; `poll` keeps the pidfd open until the CQE.
-        match unsafe {
-            self.event_loop
-                .inner
-                .driver
-                .push_op(sqe, self.handler(TAG_POLL))
-        } {
-            Ok(_) => self.st.borrow_mut().exit_op = ExitOp::Poll(poll),
-            Err(e) => self.watch_failed(e),
+        let poll = op::PollAdd::new(pidfd, libc::POLLIN as u32);
+        match self
+            .event_loop
+            .inner
+            .driver
+            .submit(poll, self.clone(), TAG_POLL)
+        {
+            Ok(poll) => self.st.borrow_mut().exit_op = ExitOp::Poll(poll),
+            Err((e, _)) => self.watch_failed(e),
         }
     }
 
@@ -417,7 +399,7 @@ impl SubprocessInner {
         let ExitOp::WaitId(wait) = op else {
             return;
         };
-        match wait.complete(c.into_result()) {
+        match wait.complete(c) {
             Ok(Some(ended)) => self.exited(ended),
             // Reported done without a child: look again the portable way.
             Ok(None) => self.check_now(),
@@ -439,7 +421,7 @@ impl SubprocessInner {
         let ExitOp::Poll(poll) = op else {
             return;
         };
-        match poll.complete(c.into_result()) {
+        match poll.complete(c) {
             Ok(_) => self.check_now(),
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => self.arm_poll(),

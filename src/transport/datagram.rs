@@ -16,15 +16,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use io_uring::cqueue;
 use io_uring::types::RecvMsgOut;
-use io_uring::{cqueue, opcode, types};
 use slab::Slab;
 
 use super::WaterMarks;
-use crate::driver::{Completion, Driven, OpHandler, OpKey};
+use crate::driver::{Completion, OpHandler};
 use crate::event_loop::{EventLoop, Live};
 use crate::fd::SharedFd;
-use crate::op::{self, OpKind};
+use crate::op::{self, InFlight};
 use crate::protocol::DatagramProtocol;
 use crate::sys::socket::{self, RawAddr};
 
@@ -56,20 +56,17 @@ fn multishot_msghdr() -> libc::msghdr {
 /// The receive in flight.
 enum RecvOp {
     /// Single-shot `recvmsg` into the op's own buffer.
-    Single(OpKey, op::RecvMsg<Vec<u8>>),
-    /// Multishot `recvmsg` from the datagram ring; the kernel reads `_hdr` when the SQE
-    /// is submitted, the fd clone keeps the number from reuse.
-    Multi {
-        key: OpKey,
-        _hdr: Box<libc::msghdr>,
-        _fd: SharedFd,
-    },
+    Single(InFlight<op::RecvMsg<Vec<u8>>>),
+    /// Multishot `recvmsg` from the datagram ring; the op's fd clone keeps the number
+    /// from reuse.
+    Multi(InFlight<op::RecvMsgMulti>),
 }
 
 impl RecvOp {
-    fn key(&self) -> OpKey {
+    fn cancel(&self) {
         match self {
-            RecvOp::Single(key, _) | RecvOp::Multi { key, .. } => *key,
+            RecvOp::Single(recv) => recv.cancel(),
+            RecvOp::Multi(recv) => recv.cancel(),
         }
     }
 }
@@ -82,7 +79,7 @@ struct State {
     spare: Option<Vec<u8>>,
     /// The header of the last single-shot receive, for the next one.
     spare_recv_parts: Option<Box<op::MsgParts>>,
-    sends: Slab<(OpKey, op::SendMsg<Vec<u8>>)>,
+    sends: Slab<InFlight<op::SendMsg<Vec<u8>>>>,
     /// The send in `sends` that waits in the kernel for room in the socket, if any. There
     /// is at most one: the kernel wakes waiting sends in no particular order (LIFO, in
     /// fact), so the rest wait here, in `held`, and leave one by one.
@@ -280,22 +277,14 @@ impl DatagramInner {
         if st.multishot
             && let Some(ring) = self.event_loop.inner.datagram_ring()
         {
-            let hdr = Box::new(multishot_msghdr());
-            let sqe = opcode::RecvMsgMulti::new(types::Fd(fd.raw()), &*hdr, ring.bgid()).build();
-            let driven = Driven::Handler {
-                handler: self.clone(),
-                tag: TAG_RECV,
-                multishot: true,
-            };
-            // SAFETY: the SQE points only to `hdr`, kept in `st.recv` until the op's last
-            // CQE; the payload buffers come from the registered ring, which outlives the
-            // io_uring.
-            if let Ok(key) = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
-                st.recv = Some(RecvOp::Multi {
-                    key,
-                    _hdr: hdr,
-                    _fd: fd,
-                });
+            let recv = op::RecvMsgMulti::new(fd, ring, multishot_msghdr());
+            if let Ok(recv) = self
+                .event_loop
+                .inner
+                .driver
+                .submit(recv, self.clone(), TAG_RECV)
+            {
+                st.recv = Some(RecvOp::Multi(recv));
             }
             return;
         }
@@ -303,28 +292,25 @@ impl DatagramInner {
             .spare
             .take()
             .unwrap_or_else(|| Vec::with_capacity(DATAGRAM_BUFFER));
-        let mut recv = op::RecvMsg::reusing(fd, buf, st.spare_recv_parts.take());
-        let sqe = recv.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_RECV,
-            multishot: false,
-        };
-        // SAFETY: the SQE points into `recv` (buffer and boxed msghdr), kept in `st.recv`
-        // until its CQE; the slot keeps this transport alive until then.
-        if let Ok(key) = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
-            st.recv = Some(RecvOp::Single(key, recv));
+        let recv = op::RecvMsg::reusing(fd, buf, st.spare_recv_parts.take());
+        if let Ok(recv) = self
+            .event_loop
+            .inner
+            .driver
+            .submit(recv, self.clone(), TAG_RECV)
+        {
+            st.recv = Some(RecvOp::Single(recv));
         }
     }
 
     fn on_recv(self: &Rc<Self>, c: Completion) {
-        if matches!(self.st.borrow().recv, Some(RecvOp::Multi { .. })) {
+        if matches!(self.st.borrow().recv, Some(RecvOp::Multi(_))) {
             return Self::on_recv_multi(self, c);
         }
-        let Some(RecvOp::Single(_, recv)) = self.st.borrow_mut().recv.take() else {
+        let Some(RecvOp::Single(recv)) = self.st.borrow_mut().recv.take() else {
             return;
         };
-        let (result, buf, parts) = recv.complete_keeping_parts(c.into_result());
+        let (result, buf, parts) = recv.finish().complete_keeping_parts(c.into_result());
         self.st.borrow_mut().spare_recv_parts = Some(parts);
         let closing = self.st.borrow().closing;
         match result {
@@ -349,8 +335,8 @@ impl DatagramInner {
     /// One CQE of the multishot receive: a datagram in a ring buffer, or its end.
     fn on_recv_multi(self: &Rc<Self>, c: Completion) {
         let last = !c.more();
-        if last {
-            self.st.borrow_mut().recv = None;
+        if last && let Some(RecvOp::Multi(recv)) = self.st.borrow_mut().recv.take() {
+            drop(recv.finish());
         }
         let ring = self.event_loop.inner.datagram_ring();
         let buffer = cqueue::buffer_select(c.flags).zip(ring);
@@ -475,30 +461,21 @@ impl DatagramInner {
     fn push_send(
         self: &Rc<Self>,
         st: &mut State,
-        mut send: op::SendMsg<Vec<u8>>,
+        send: op::SendMsg<Vec<u8>>,
         quiet: bool,
     ) -> io::Result<usize> {
         let driver = &self.event_loop.inner.driver;
         let entry = st.sends.vacant_entry();
-        let index = entry.key();
-        let sqe = send.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_SEND_BASE + index as u32,
-            multishot: false,
+        let tag = TAG_SEND_BASE + entry.key() as u32;
+        // A quiet one is `at_once`; whatever comes to wait on it calls `await_quiet`.
+        let pushed = if quiet {
+            driver.submit_quiet(send, self.clone(), tag)
+        } else {
+            driver.submit(send, self.clone(), tag)
         };
-        let len = send.len() as i32;
-        // SAFETY: the SQE points into `send`, kept in `st.sends` until it completes. A
-        // quiet one is `at_once` (finishes during its submission; a datagram is sent
-        // whole or fails with a CQE); whatever comes to wait on it calls `await_quiet`.
-        let key = unsafe {
-            if quiet {
-                driver.push_quiet_op(sqe, driven, len)
-            } else {
-                driver.push_op(sqe, driven)
-            }
-        }?;
-        entry.insert((key, send));
+        let send = pushed.map_err(|(e, _)| e)?;
+        let index = entry.key();
+        entry.insert(send);
         Ok(index)
     }
 
@@ -517,9 +494,10 @@ impl DatagramInner {
     }
 
     fn on_send(self: &Rc<Self>, index: usize, c: Completion) {
-        let Some((_, send)) = self.st.borrow_mut().sends.try_remove(index) else {
+        let Some(send) = self.st.borrow_mut().sends.try_remove(index) else {
             return;
         };
+        let send = send.finish();
         {
             let mut st = self.st.borrow_mut();
             if st.waiting == Some(index) {
@@ -609,15 +587,15 @@ impl DatagramInner {
             st.aborted |= abort;
             let driver = &self.event_loop.inner.driver;
             if let Some(recv) = &st.recv {
-                driver.cancel(recv.key());
+                recv.cancel();
             }
             if !st.sends.is_empty() {
                 // The close finishes when they have: settle quiet ones before sleeping.
                 driver.await_quiet();
             }
             if abort {
-                for (_, (key, _)) in st.sends.iter() {
-                    driver.cancel(*key);
+                for (_, send) in st.sends.iter() {
+                    send.cancel();
                 }
                 st.drop_held();
             }

@@ -42,10 +42,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::WaterMarks;
 use crate::buf::{IoBuf, Slice};
-use crate::driver::{Completion, Driven, OpHandler, OpKey};
+use crate::driver::{Completion, OpHandler};
 use crate::event_loop::{EventLoop, ExceptionContext, Flush};
 use crate::fd::SharedFd;
-use crate::op::{self, CURRENT_POSITION, OpKind};
+use crate::op::{self, CURRENT_POSITION, InFlight};
 
 /// Bytes asked for per read (the default pipe capacity).
 const READ_SIZE: usize = 64 * 1024;
@@ -87,7 +87,7 @@ enum Held {
 struct ReadState {
     fd: Option<SharedFd>,
     reading: bool,
-    read: Option<(OpKey, op::Read<Vec<u8>>)>,
+    read: Option<InFlight<op::Read<Vec<u8>>>>,
     spare: Option<Vec<u8>>,
     held: VecDeque<Held>,
     eof: bool,
@@ -221,18 +221,15 @@ impl ReadInner {
             .spare
             .take()
             .unwrap_or_else(|| Vec::with_capacity(READ_SIZE));
-        let mut read = op::Read::new(fd, buf, CURRENT_POSITION);
-        let sqe = read.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_IO,
-            multishot: false,
-        };
-        // SAFETY: the SQE points into `read`'s buffer, kept in `st.read` until the op's CQE
-        // (the slot holds this transport, and so the buffer, until then).
-        match unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
-            Ok(key) => st.read = Some((key, read)),
-            Err(e) => {
+        let read = op::Read::new(fd, buf, CURRENT_POSITION);
+        match self
+            .event_loop
+            .inner
+            .driver
+            .submit(read, self.clone(), TAG_IO)
+        {
+            Ok(read) => st.read = Some(read),
+            Err((e, _)) => {
                 drop(st);
                 report(&self.event_loop, self.raw_fd, "arming a read", &e);
                 Self::schedule_lost(self, Some(e));
@@ -241,10 +238,10 @@ impl ReadInner {
     }
 
     fn on_read(self: &Rc<Self>, c: Completion) {
-        let Some((_, read)) = self.st.borrow_mut().read.take() else {
+        let Some(read) = self.st.borrow_mut().read.take() else {
             return;
         };
-        let (result, mut buf) = read.complete(c.into_result());
+        let (result, mut buf) = read.complete(c);
         let mut st = self.st.borrow_mut();
         if st.lost_scheduled {
             drop(st);
@@ -339,8 +336,8 @@ impl ReadInner {
             st.closing = true;
             st.reading = false;
             st.held.clear();
-            if let Some((key, _)) = &st.read {
-                self.event_loop.inner.driver.cancel(*key);
+            if let Some(read) = &st.read {
+                read.cancel();
             }
         }
         let this = self.clone();
@@ -379,12 +376,12 @@ impl OpHandler for ReadInner {
 struct WriteState {
     fd: Option<SharedFd>,
     backlog: BytesMut,
-    write: Option<(OpKey, op::Write<Slice<Bytes>>)>,
+    write: Option<InFlight<op::Write<Slice<Bytes>>>>,
     /// Bytes of the write in flight not yet taken by the kernel.
     in_flight: usize,
     flush_scheduled: bool,
     /// The `POLLERR` watch on the write end (the reader went away).
-    watch: Option<(OpKey, op::PollAdd)>,
+    watch: Option<InFlight<op::PollAdd>>,
     marks: WaterMarks,
     closing: bool,
     lost_scheduled: bool,
@@ -595,17 +592,15 @@ impl WriteInner {
     }
 
     fn push_write(self: &Rc<Self>, st: &mut WriteState, fd: SharedFd, buf: Slice<Bytes>) {
-        let mut write = op::Write::new(fd, buf, CURRENT_POSITION);
-        let sqe = write.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_IO,
-            multishot: false,
-        };
-        // SAFETY: the SQE points into `write`'s buffer, kept in `st.write` until the CQE.
-        match unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
-            Ok(key) => st.write = Some((key, write)),
-            Err(e) => {
+        let write = op::Write::new(fd, buf, CURRENT_POSITION);
+        match self
+            .event_loop
+            .inner
+            .driver
+            .submit(write, self.clone(), TAG_IO)
+        {
+            Ok(write) => st.write = Some(write),
+            Err((e, _)) => {
                 st.in_flight = 0;
                 let this = self.clone();
                 self.event_loop.call_soon(move || {
@@ -618,10 +613,10 @@ impl WriteInner {
 
     fn on_write(self: &Rc<Self>, c: Completion) {
         let mut st = self.st.borrow_mut();
-        let Some((_, write)) = st.write.take() else {
+        let Some(write) = st.write.take() else {
             return;
         };
-        let (result, slice) = write.complete(c.into_result());
+        let (result, slice) = write.complete(c);
         match result {
             Ok(n) => {
                 let (begin, end) = (slice.begin() + n, slice.end());
@@ -682,23 +677,23 @@ impl WriteInner {
         let Some(fd) = st.fd.clone() else {
             return;
         };
-        let mut poll = op::PollAdd::new(fd, libc::POLLERR as u32);
-        let sqe = poll.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_WATCH,
-            multishot: false,
-        };
-        // SAFETY: a poll SQE names no memory; `poll` holds the fd until the CQE.
-        if let Ok(key) = unsafe { self.event_loop.inner.driver.push_op(sqe, driven) } {
-            st.watch = Some((key, poll));
+        let poll = op::PollAdd::new(fd, libc::POLLERR as u32);
+        if let Ok(watch) = self
+            .event_loop
+            .inner
+            .driver
+            .submit(poll, self.clone(), TAG_WATCH)
+        {
+            st.watch = Some(watch);
         }
         // Without the watch, a vanished reader still shows as EPIPE on the next write.
     }
 
     fn on_watch(self: &Rc<Self>, c: Completion) {
         let mut st = self.st.borrow_mut();
-        st.watch = None;
+        if let Some(watch) = st.watch.take() {
+            drop(watch.finish());
+        }
         if st.lost_scheduled {
             drop(st);
             self.release_fd();
@@ -764,12 +759,11 @@ impl WriteInner {
             st.lost_scheduled = true;
             st.closing = true;
             st.backlog.clear();
-            let driver = &self.event_loop.inner.driver;
-            if let Some((key, _)) = &st.write {
-                driver.cancel(*key);
+            if let Some(write) = &st.write {
+                write.cancel();
             }
-            if let Some((key, _)) = &st.watch {
-                driver.cancel(*key);
+            if let Some(watch) = &st.watch {
+                watch.cancel();
             }
         }
         let this = self.clone();

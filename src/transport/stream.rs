@@ -26,15 +26,15 @@ use std::io;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use io_uring::{cqueue, opcode, types};
+use io_uring::cqueue;
 
 use super::{ExtraInfo, ProtocolRef, WaterMarks, is_peer_reset};
 use crate::buf::IoBuf;
 use crate::buf::Slice;
-use crate::driver::{Completion, Driven, OpHandler, OpKey};
+use crate::driver::{Completion, OpHandler};
 use crate::event_loop::{EventLoop, ExceptionContext, Flush, Live};
 use crate::fd::SharedFd;
-use crate::op::{self, OpKind};
+use crate::op::{self, InFlight, OpKind};
 use crate::sys::socket;
 
 const TAG_RECV: u32 = 0;
@@ -57,16 +57,22 @@ enum Held {
 /// The receive in flight.
 enum ReadOp {
     Idle,
-    /// Multishot recv from the buffer ring; the fd clone keeps the number from reuse.
-    Multishot {
-        key: OpKey,
-        _fd: SharedFd,
-    },
+    /// Multishot recv from the buffer ring; the op's fd clone keeps the number from reuse.
+    Multishot(InFlight<op::RecvMulti>),
     /// Single-shot recv into the op's own buffer.
-    Single {
-        key: OpKey,
-        op: op::Recv<Vec<u8>>,
-    },
+    Single(InFlight<op::Recv<Vec<u8>>>),
+}
+
+impl ReadOp {
+    /// Cancels the receive in flight; false if there is none.
+    fn cancel(&self) -> bool {
+        match self {
+            ReadOp::Multishot(recv) => recv.cancel(),
+            ReadOp::Single(recv) => recv.cancel(),
+            ReadOp::Idle => return false,
+        }
+        true
+    }
 }
 
 struct State {
@@ -81,7 +87,7 @@ struct State {
     eof: bool,
     // Writing.
     backlog: BytesMut,
-    send: Option<(OpKey, op::Send<Slice<Bytes>>)>,
+    send: Option<InFlight<op::Send<Slice<Bytes>>>>,
     /// Bytes of the send in flight not yet acknowledged.
     in_flight: usize,
     flush_scheduled: bool,
@@ -394,17 +400,9 @@ impl StreamInner {
         if st.multishot
             && let Some(ring) = self.event_loop.inner.buf_ring()
         {
-            let sqe = opcode::RecvMulti::new(types::Fd(fd.raw()), ring.bgid()).build();
-            let driven = Driven::Handler {
-                handler,
-                tag: TAG_RECV,
-                multishot: true,
-            };
-            // SAFETY: a multishot recv names no memory of ours: buffers come from the
-            // registered ring, which outlives the io_uring.
-            match unsafe { driver.push_op(sqe, driven) } {
-                Ok(key) => st.read = ReadOp::Multishot { key, _fd: fd },
-                Err(e) => {
+            match driver.submit(op::RecvMulti::new(fd, ring), handler, TAG_RECV) {
+                Ok(recv) => st.read = ReadOp::Multishot(recv),
+                Err((e, _)) => {
                     drop(st);
                     Self::fatal_error(self, e, "arming a receive");
                 }
@@ -416,18 +414,9 @@ impl StreamInner {
             .spare_buf
             .take()
             .unwrap_or_else(|| Vec::with_capacity(size));
-        let mut recv = op::Recv::new(fd, buf);
-        let sqe = recv.sqe();
-        let driven = Driven::Handler {
-            handler,
-            tag: TAG_RECV,
-            multishot: false,
-        };
-        // SAFETY: the SQE points into `recv`'s buffer, which stays in `st.read` until the
-        // op's CQE (the slot keeps this transport alive until then).
-        match unsafe { driver.push_op(sqe, driven) } {
-            Ok(key) => st.read = ReadOp::Single { key, op: recv },
-            Err(e) => {
+        match driver.submit(op::Recv::new(fd, buf), handler, TAG_RECV) {
+            Ok(recv) => st.read = ReadOp::Single(recv),
+            Err((e, _)) => {
                 drop(st);
                 Self::fatal_error(self, e, "arming a receive");
             }
@@ -442,8 +431,9 @@ impl StreamInner {
         let mut single = None;
         if last {
             match std::mem::replace(&mut st.read, ReadOp::Idle) {
-                ReadOp::Single { op, .. } => single = Some(op),
-                ReadOp::Multishot { .. } | ReadOp::Idle => {}
+                ReadOp::Single(recv) => single = Some(recv.finish()),
+                ReadOp::Multishot(recv) => drop(recv.finish()),
+                ReadOp::Idle => {}
             }
         }
         if last {
@@ -569,10 +559,10 @@ impl StreamInner {
             return;
         }
         st.reading = false;
-        if let ReadOp::Multishot { key, .. } = st.read {
+        if let ReadOp::Multishot(recv) = &st.read {
             // Stop the stream of completions; what still arrives is held.
+            recv.cancel();
             st.cancel_requested = true;
-            self.event_loop.inner.driver.cancel(key);
         }
     }
 
@@ -692,32 +682,21 @@ impl StreamInner {
     /// Pushes a send of `buf`: a quiet one ([`op::Send::at_once`], no CQE when it takes
     /// everything) or one that waits in the kernel for room.
     fn push_send(self: &Rc<Self>, st: &mut State, fd: SharedFd, buf: Slice<Bytes>, quiet: bool) {
-        let len = (buf.end() - buf.begin()) as i32;
-        let mut send = if quiet {
+        let send = if quiet {
             op::Send::at_once(fd, buf)
         } else {
             op::Send::new(fd, buf)
         };
-        let sqe = send.sqe();
-        let driven = Driven::Handler {
-            handler: self.clone(),
-            tag: TAG_SEND,
-            multishot: false,
-        };
         let driver = &self.event_loop.inner.driver;
-        // SAFETY: the SQE points into `send`'s buffer, kept in `st.send` until the op
-        // completes. A quiet one is `at_once` (finishes during its submission, reports
-        // anything short with a CQE) and nothing waits on it (see `start_send`).
-        let pushed = unsafe {
-            if quiet {
-                driver.push_quiet_op(sqe, driven, len)
-            } else {
-                driver.push_op(sqe, driven)
-            }
+        // A quiet one is `at_once` and nothing waits on it (see `start_send`).
+        let pushed = if quiet {
+            driver.submit_quiet(send, self.clone(), TAG_SEND)
+        } else {
+            driver.submit(send, self.clone(), TAG_SEND)
         };
         match pushed {
-            Ok(key) => st.send = Some((key, send)),
-            Err(e) => {
+            Ok(send) => st.send = Some(send),
+            Err((e, _)) => {
                 let this = self.clone();
                 self.event_loop
                     .call_soon(move || Self::fatal_error(&this, e, "sending"));
@@ -727,10 +706,10 @@ impl StreamInner {
 
     fn on_send(self: &Rc<Self>, c: Completion) {
         let mut st = self.st.borrow_mut();
-        let Some((_, send)) = st.send.take() else {
+        let Some(send) = st.send.take() else {
             return;
         };
-        let (result, slice) = send.complete(c.into_result());
+        let (result, slice) = send.complete(c);
         let result = match result {
             // An `at_once` send found no room: send it all again, waiting for room.
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(0),
@@ -845,12 +824,8 @@ impl StreamInner {
             }
             st.closing = true;
             st.reading = false;
-            match st.read {
-                ReadOp::Multishot { key, .. } | ReadOp::Single { key, .. } => {
-                    st.cancel_requested = true;
-                    self.event_loop.inner.driver.cancel(key);
-                }
-                ReadOp::Idle => {}
+            if st.read.cancel() {
+                st.cancel_requested = true;
             }
         }
         Self::after_flush(self);
@@ -896,16 +871,11 @@ impl StreamInner {
             }
             st.lost_scheduled = true;
             st.closing = true;
-            let driver = &self.event_loop.inner.driver;
-            match st.read {
-                ReadOp::Multishot { key, .. } | ReadOp::Single { key, .. } => {
-                    st.cancel_requested = true;
-                    driver.cancel(key);
-                }
-                ReadOp::Idle => {}
+            if st.read.cancel() {
+                st.cancel_requested = true;
             }
-            if let Some((key, _)) = &st.send {
-                driver.cancel(*key);
+            if let Some(send) = &st.send {
+                send.cancel();
             }
         }
         let this = self.clone();

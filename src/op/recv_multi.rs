@@ -1,0 +1,107 @@
+//! Multishot receives from a provided-buffer ring: `IORING_OP_RECV` (streams) and
+//! `IORING_OP_RECVMSG` (datagrams) with `IORING_RECV_MULTISHOT`. Each completion names
+//! the ring buffer it filled (`IORING_CQE_F_BUFFER`); the handler reads it and recycles
+//! it. io_uring only: the epoll engine has no buffer rings (these have no attempt, and
+//! transports there use single-shot receives).
+
+use std::io;
+use std::rc::Rc;
+
+use io_uring::{cqueue, opcode, squeue::Entry, types};
+
+use super::OpKind;
+use crate::buf::ring::BufRing;
+use crate::driver::{Attempt, Completion, Orphan};
+use crate::fd::SharedFd;
+
+/// Gives back the ring buffer an abandoned receive's completion carries.
+fn recycle(ring: &BufRing, c: &Completion) {
+    if let Some(bid) = cqueue::buffer_select(c.flags) {
+        ring.take(bid, 0);
+        ring.recycle(bid);
+    }
+}
+
+/// A multishot stream receive into `ring`'s buffers.
+pub(crate) struct RecvMulti {
+    fd: SharedFd,
+    ring: Rc<BufRing>,
+}
+
+impl RecvMulti {
+    pub(crate) fn new(fd: SharedFd, ring: Rc<BufRing>) -> Self {
+        RecvMulti { fd, ring }
+    }
+}
+
+impl Orphan for RecvMulti {
+    fn completed(&mut self, c: &Completion) {
+        recycle(&self.ring, c);
+    }
+}
+
+// SAFETY: the SQE names no memory of ours: buffers come from the registered ring, which
+// the driver keeps as long as the io_uring (and this op holds a clone).
+unsafe impl OpKind for RecvMulti {
+    /// Completions go to the handler, which reads and recycles each buffer.
+    type Output = ();
+
+    fn sqe(&mut self) -> Entry {
+        opcode::RecvMulti::new(types::Fd(self.fd.raw()), self.ring.bgid()).build()
+    }
+
+    fn attempt(&mut self) -> Option<Attempt> {
+        None
+    }
+
+    fn multishot(&self) -> bool {
+        true
+    }
+
+    fn complete(self, _result: io::Result<u32>) {}
+}
+
+/// A multishot datagram receive into `ring`'s buffers; `hdr` tells the kernel how much
+/// room to leave for the source address (it reads it when the SQE is submitted).
+pub(crate) struct RecvMsgMulti {
+    fd: SharedFd,
+    ring: Rc<BufRing>,
+    hdr: Box<libc::msghdr>,
+}
+
+impl RecvMsgMulti {
+    pub(crate) fn new(fd: SharedFd, ring: Rc<BufRing>, hdr: libc::msghdr) -> Self {
+        RecvMsgMulti {
+            fd,
+            ring,
+            hdr: Box::new(hdr),
+        }
+    }
+}
+
+impl Orphan for RecvMsgMulti {
+    fn completed(&mut self, c: &Completion) {
+        recycle(&self.ring, c);
+    }
+}
+
+// SAFETY: the SQE points only to the boxed header, owned here; the payload buffers come
+// from the registered ring, which the driver keeps as long as the io_uring.
+unsafe impl OpKind for RecvMsgMulti {
+    /// Completions go to the handler, which reads and recycles each buffer.
+    type Output = ();
+
+    fn sqe(&mut self) -> Entry {
+        opcode::RecvMsgMulti::new(types::Fd(self.fd.raw()), &*self.hdr, self.ring.bgid()).build()
+    }
+
+    fn attempt(&mut self) -> Option<Attempt> {
+        None
+    }
+
+    fn multishot(&self) -> bool {
+        true
+    }
+
+    fn complete(self, _result: io::Result<u32>) {}
+}
