@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use ringloop::buf::{IoBuf, IoBufMut};
 use ringloop::fd::{Fd, nop};
 use ringloop::{Engine, EventLoop, gather, spawn};
-use util::{checksum, pattern};
+use util::{checksum, iterate, pattern};
 
 /// A zero-filled heap buffer that records, when dropped, whether it holds `expect` — so a test sees what the kernel wrote into it, and when it was freed.
 struct TrackedBuf {
@@ -74,14 +74,6 @@ unsafe impl IoBufMut for TrackedBuf {
     }
     unsafe fn set_init(&mut self, n: usize) {
         self.len = n;
-    }
-}
-
-/// Runs `n` iterations of the loop.
-fn iterate(l: &EventLoop, n: usize) {
-    for _ in 0..n {
-        l.stop();
-        l.run_forever().unwrap();
     }
 }
 
@@ -175,7 +167,7 @@ fn ops_outside_a_loop_fail_cleanly() {
 #[test]
 fn dropped_in_flight_read_keeps_its_buffer_until_the_cqe() {
     let mut written_after_drop = 0;
-    for round in 0..20u32 {
+    for round in 0..20u64 {
         let l = EventLoop::new().unwrap();
         let baseline = l.ops_in_flight();
         let (r, w) = util::pipe();
@@ -342,7 +334,7 @@ fn an_overflowing_completion_queue_loses_nothing() {
         .collect();
     iterate(&l, 3);
     for (i, w) in writers.iter_mut().enumerate() {
-        w.write_all(&pattern(i as u32, 40)).unwrap();
+        w.write_all(&pattern(i as u64, 40)).unwrap();
     }
     let all = l
         .run_until_complete(async move {
@@ -355,7 +347,7 @@ fn an_overflowing_completion_queue_loses_nothing() {
         .unwrap();
     for (i, n, buf) in all {
         assert_eq!(n, 40);
-        assert_eq!(buf, pattern(i as u32, 40), "pipe {i}");
+        assert_eq!(buf, pattern(i as u64, 40), "pipe {i}");
     }
     let stats = l.driver_stats();
     eprintln!("{stats:?}");
@@ -430,7 +422,7 @@ fn many_pipes_echoing_through_a_small_ring_keep_every_byte_in_order() {
                     let mut sent = Vec::new();
                     let mut got = Vec::new();
                     for m in 0..MESSAGES {
-                        let msg = pattern(pair * 1000 + m, 1 + (m as usize * 37) % 300);
+                        let msg = pattern(u64::from(pair * 1000 + m), 1 + (m as usize * 37) % 300);
                         sent.extend_from_slice(&msg);
                         let (res, _) = cw.write_all(msg).await;
                         res.unwrap();

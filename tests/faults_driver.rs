@@ -16,7 +16,6 @@
 //! `RINGLOOP_FAULTS_*` variables (smaller under valgrind, see
 //! `scripts/valgrind-drop-test.sh`).
 
-mod net_util;
 mod util;
 
 use std::cell::Cell;
@@ -24,28 +23,13 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringloop::buf::{IoBuf, IoBufMut};
 use ringloop::fd::Fd;
 use ringloop::net::{TcpListener, TcpStream, UnixStream};
 use ringloop::{Engine, Error, EventLoop, JoinHandle, LoopBuilder};
-use util::{env_count, fd_targets, open_fds};
-
-/// fd counts and RSS are process-wide: the tests here take turns.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs `n` iterations of the loop.
-fn iterate(l: &EventLoop, n: usize) {
-    for _ in 0..n {
-        l.stop();
-        l.run_forever().unwrap();
-    }
-}
+use util::{env_count, fd_targets, iterate, open_fds, serial};
 
 /// Iterates until the loop has no more than `baseline` ops in flight; returns how many
 /// iterations that took. Fails after 10 s.
@@ -473,10 +457,10 @@ fn s02_a_dropped_streams_pending_recv_never_touches_the_socket_reusing_its_fd() 
                 drop(old_peer);
                 // Both directions of the new connection carry their bytes intact.
                 let seed = round as u64;
-                let payload = net_util::pattern(seed, 3000);
+                let payload = util::pattern(seed, 3000);
                 let (res, _) = new_peer.write_all(payload.clone()).await;
                 res.unwrap();
-                let mut v = net_util::Verifier::new(seed);
+                let mut v = util::Verifier::new(seed);
                 while v.received < 3000 {
                     let (n, buf) = new.read(Vec::with_capacity(4096)).await;
                     let n = n.unwrap();
@@ -486,7 +470,7 @@ fn s02_a_dropped_streams_pending_recv_never_touches_the_socket_reusing_its_fd() 
                 v.assert_complete(3000, "the new socket's bytes");
                 let (res, _) = new.write_all(payload).await;
                 res.unwrap();
-                let mut v = net_util::Verifier::new(seed);
+                let mut v = util::Verifier::new(seed);
                 while v.received < 3000 {
                     let (n, buf) = new_peer.read(Vec::with_capacity(4096)).await;
                     let n = n.unwrap();
@@ -545,12 +529,12 @@ fn pipes_through_a_small_ring(builder: LoopBuilder, ops: usize) -> ringloop::Dri
                     let (r, w) = util::pipe();
                     let (r, w) = (Fd::from(r), Fd::from(w));
                     ringloop::spawn(async move {
-                        let mut v = net_util::Verifier::new(p as u64);
+                        let mut v = util::Verifier::new(p as u64);
                         let mut off = 0u64;
                         for k in 0..per_pipe {
                             let len = 1 + (k * 31) % 200;
                             let mut chunk = vec![0; len];
-                            net_util::fill_pattern(p as u64, off, &mut chunk);
+                            util::fill_pattern(p as u64, off, &mut chunk);
                             off += len as u64;
                             let (res, _) = w.write_all(chunk).await;
                             res.unwrap();
@@ -638,7 +622,7 @@ fn s04_an_eight_entry_cq_takes_512_simultaneous_completions() {
     let before = l.driver_stats();
     // All 512 complete at the next enter: 512 CQEs for an 8-entry CQ.
     for (i, w) in writers.iter_mut().enumerate() {
-        w.write_all(&util::pattern(i as u32, 40)).unwrap();
+        w.write_all(&util::pattern(i as u64, 40)).unwrap();
     }
     let started = Instant::now();
     let all = l
@@ -654,7 +638,7 @@ fn s04_an_eight_entry_cq_takes_512_simultaneous_completions() {
     assert_eq!(all.len(), PIPES);
     for (i, n, buf) in all {
         assert_eq!(n, 40, "pipe {i}");
-        assert_eq!(buf, util::pattern(i as u32, 40), "pipe {i}");
+        assert_eq!(buf, util::pattern(i as u64, 40), "pipe {i}");
     }
     let stats = l.driver_stats();
     l.close().unwrap();
@@ -694,7 +678,7 @@ fn s14_recv_vs_timeout_races_lose_no_byte() {
             let (a, b) = UnixStream::pair().unwrap();
             let peer = b.as_raw_fd();
             let sent = Rc::new(Cell::new(0u64));
-            let mut v = net_util::Verifier::new(14);
+            let mut v = util::Verifier::new(14);
             let (mut timeouts, mut reads) = (0u64, 0u64);
             let mut rng = 0x2545_F491_4F6C_DD1Du64;
             let mut next = move || {
@@ -714,7 +698,7 @@ fn s14_recv_vs_timeout_races_lose_no_byte() {
                 let sent2 = sent.clone();
                 running.call_later(send_at, move || {
                     let mut chunk = vec![0; len];
-                    net_util::fill_pattern(14, sent2.get(), &mut chunk);
+                    util::fill_pattern(14, sent2.get(), &mut chunk);
                     assert_eq!(send_now(peer, &chunk), len, "the socket buffer filled up");
                     sent2.set(sent2.get() + len as u64);
                 });
@@ -773,7 +757,7 @@ fn s14_a_read_dropped_right_after_its_submit_gives_its_bytes_to_the_next_read() 
         let (r, w) = util::pipe();
         let (r, mut w) = (Fd::from(r), std::fs::File::from(w));
         let mut out = Vec::new();
-        for round in 0..50u32 {
+        for round in 0..50u64 {
             let chunk = util::pattern(round, 100);
             assert_eq!(send_now(b.as_raw_fd(), &chunk), 100);
             w.write_all(&chunk).unwrap();
@@ -1114,11 +1098,11 @@ fn echo_on(l: &EventLoop) {
                 }
             }
         });
-        let payload = net_util::pattern(18, 64 * 1024);
+        let payload = util::pattern(18, 64 * 1024);
         let (res, _) = client.write_all(payload).await;
         res.unwrap();
         client.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut v = net_util::Verifier::new(18);
+        let mut v = util::Verifier::new(18);
         loop {
             let (n, buf) = client.read(Vec::with_capacity(8192)).await;
             match n.unwrap() {

@@ -8,7 +8,7 @@
 //! The scenarios count `/proc/self/fd`, change process-wide limits and signal handlers,
 //! and measure RSS and CPU time, so they run one at a time (a file-wide lock).
 
-mod net_util;
+mod util;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,20 +17,15 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::{
     DatagramProtocol, Engine, EventLoop, LoopBuilder, Protocol, StreamTransport, get_running_loop,
 };
+use util::*;
 
 // ----- shared helpers -----
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Whether the tests run on the epoll engine (`RINGLOOP_ENGINE=epoll`).
 fn on_epoll() -> bool {
@@ -40,41 +35,6 @@ fn on_epoll() -> bool {
 /// The loop builder for scenarios about the buffer ring: io_uring, explicitly.
 fn uring() -> LoopBuilder {
     EventLoop::builder().engine(Engine::Uring)
-}
-
-/// Resident set size of this process, in bytes.
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib * 1024
-}
-
-fn nofile() -> libc::rlimit {
-    // SAFETY: getrlimit fills the struct we pass.
-    unsafe {
-        let mut rl = std::mem::zeroed::<libc::rlimit>();
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
-        rl
-    }
-}
-
-fn set_nofile(rl: libc::rlimit) {
-    // SAFETY: setrlimit reads the struct we pass.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
-    assert_eq!(rc, 0, "setrlimit: {}", io::Error::last_os_error());
-}
-
-/// Puts the fd limit back when dropped (also when the scenario panics).
-struct NofileGuard(libc::rlimit);
-
-impl Drop for NofileGuard {
-    fn drop(&mut self) {
-        set_nofile(self.0);
-    }
 }
 
 fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) {
@@ -139,19 +99,12 @@ fn read_verify(s: &mut std::net::TcpStream, seed: u64) -> Verifier {
     }
 }
 
-/// Asserts that no fd is open beyond the `before` count, waiting up to 2 s for fds whose
-/// last holder is on its way out (the executor's worker drops a finished job's loop
-/// handle, and its wake-up fd, on its own schedule).
+/// How long the fd-leak checks ([`assert_fds_back_to`]) wait for fds whose last holder is
+/// on its way out (the executor's worker drops a finished job's loop handle, and its
+/// wake-up fd, on its own schedule).
 /// (A transport kept past the loop's close keeps the loop's wake-up fd: drop them first,
 /// see [`forget_transport`].)
-fn assert_no_fd_leak(before: usize) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while fd_count() > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let now = fd_count();
-    assert!(now <= before, "fds leaked: {before} before, {now} after");
-}
+const FDS_SETTLE: Duration = Duration::from_secs(2);
 
 /// Drops the transport a [`Recorder`] kept (it holds its loop, and the loop's fds).
 fn forget_transport(seen: &Seen) {
@@ -219,7 +172,7 @@ fn s05_signal_storm_while_echoing() {
     let _g = serial();
     const CONNS: u64 = 16;
     const LEN: usize = 2 << 20;
-    let fds = fd_count();
+    let fds = open_fds();
     SIGPROF_SEEN.store(0, Ordering::Relaxed);
     let storm = SignalStorm::start();
     let srv = EchoServerThread::start(EventLoop::builder(), "127.0.0.1:0");
@@ -256,7 +209,7 @@ fn s05_signal_storm_while_echoing() {
         v.assert_complete(LEN as u64, &format!("connection {}", v.seed));
     }
     assert_eq!(srv_errors(&report), 0);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s05: {signals} SIGPROF delivered in {elapsed:.2?} while echoing {} connections x {} MiB; no EINTR surfaced, all bytes verified",
         verifiers.len(),
@@ -286,7 +239,7 @@ fn s06_buffer_ring_exhaustion_32_peers() {
     }
     const PEERS: u64 = 32;
     const LEN: usize = 1 << 20;
-    let fds = fd_count();
+    let fds = open_fds();
     let srv = EchoServerThread::start(uring().recv_buffers(4, 4096), "127.0.0.1:0");
     let addr = srv.addr;
     let started = Instant::now();
@@ -313,7 +266,7 @@ fn s06_buffer_ring_exhaustion_32_peers() {
         "a peer was lost"
     );
     assert_eq!(report.recv_buffers_in_use, 0, "{report:?}");
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s06: {PEERS} peers x 1 MiB echoed through 4 x 4 KiB provided buffers in {elapsed:.2?}: {} ENOBUFS re-armed, {} multishot receives ended by the kernel, 0 connections lost",
         report.stats.enobufs, report.stats.multishot_ended
@@ -464,7 +417,9 @@ fn emfile_round(builder: LoopBuilder, clients: usize, room: u64, len: usize) -> 
         let old = nofile();
         let _restore = NofileGuard(old);
         set_nofile(libc::rlimit {
-            rlim_cur: fd_count() as u64 + room,
+            // `room` fd numbers past those in use, and one more: the bound these
+            // scenarios were tuned with counted the `/proc/self/fd` stream's own fd too.
+            rlim_cur: open_fds() as u64 + room + 1,
             rlim_max: old.rlim_max,
         });
         // One blocking thread: connect everything (the backlog holds it all), send
@@ -552,7 +507,7 @@ fn s07_multishot_ended_by_the_kernel_rearms() {
     let _g = serial();
     const N: usize = 64;
     const LEN: usize = 16 * 1024;
-    let fds = fd_count();
+    let fds = open_fds();
     if on_epoll() {
         eprintln!("s07: the multishot receive and its buffer ring are io_uring's: uring engine");
     }
@@ -560,7 +515,7 @@ fn s07_multishot_ended_by_the_kernel_rearms() {
     assert_each_once(&r, N, LEN);
     assert!(r.emfile_reports >= 1, "the accept never hit EMFILE");
     assert_eq!(r.buffers_in_use, 0);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s07: {N} connections, each accepted exactly once; {} multishot ops ended by the kernel and re-armed ({} EMFILE accepts, {} ENOBUFS receives)",
         r.stats.multishot_ended, r.emfile_reports, r.stats.enobufs
@@ -581,10 +536,10 @@ fn s08_emfile_backs_off_200_connects() {
     let _g = serial();
     const N: usize = 200;
     const LEN: usize = 8 * 1024;
-    let fds = fd_count();
+    let fds = open_fds();
     let r = emfile_round(EventLoop::builder(), N, 12, LEN);
     assert_each_once(&r, N, LEN);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s08: {N} concurrent connects, 12 fds of room: {} EMFILE back-offs, loop thread CPU {:.1?} in {:.2?} after the first, all {N} served once",
         r.emfile_reports, r.cpu, r.wall
@@ -666,7 +621,7 @@ fn s09_tiny_socket_buffers_peer_never_reads() {
     const TOTAL: usize = 4 << 20;
     const CHUNK: usize = 16 * 1024;
     const HIGH: usize = 64 * 1024;
-    let fds = fd_count();
+    let fds = open_fds();
     let (addr, go, _peer_fd, peer) = slow_peer(9);
     let (paused, pauses, resumes) = (
         Rc::new(Cell::new(false)),
@@ -746,7 +701,7 @@ fn s09_tiny_socket_buffers_peer_never_reads() {
         max_held <= HIGH + CHUNK,
         "write buffer reached {max_held} > high {HIGH} + one write {CHUNK}"
     );
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s09: 4 KiB socket buffers, peer not reading: {} pauses, write buffer peaked at {max_held} B (paused: {max_before_go} B; bound {} B); 4 MiB verified after",
         pauses.get(),
@@ -762,7 +717,7 @@ fn s10_protocol_ignoring_pause_writing() {
     let _g = serial();
     const TOTAL: usize = 8 << 20;
     const CHUNK: usize = 64 * 1024;
-    let fds = fd_count();
+    let fds = open_fds();
     let (addr, go, peer_fd, peer) = slow_peer(10);
     let (paused, pauses, resumes) = (
         Rc::new(Cell::new(false)),
@@ -835,7 +790,7 @@ fn s10_protocol_ignoring_pause_writing() {
         "buffer {held} + our send queue {ours} + the peer's receive queue {theirs}"
     );
     assert_eq!(*lost.borrow(), vec![None]);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s10: 8 MiB written ignoring pause_writing: get_write_buffer_size = {before_flush} before the first send, {held} once the kernel was full (+ {ours} in our send queue + {theirs} in the peer's = {TOTAL} exactly); 8 MiB verified after"
     );
@@ -861,7 +816,7 @@ fn assert_prefix(bytes: &[u8], seed: u64, what: &str) {
 fn s11_reset_mid_transfer_our_side_aborts() {
     let _g = serial();
     const LEN: usize = 4 << 20;
-    let fds = fd_count();
+    let fds = open_fds();
     let (server_seen, client_seen, exceptions) = run(async move {
         let l = get_running_loop().unwrap();
         let exceptions = count_exceptions();
@@ -905,7 +860,7 @@ fn s11_reset_mid_transfer_our_side_aborts() {
     assert!(exceptions.is_empty(), "{exceptions:?}");
     forget_transport(&server_seen);
     forget_transport(&client_seen);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s11a: client aborted after {} B in, server had {} B: server connection_lost({s_lost:?}) once, client connection_lost(None) once, 0 exception reports",
         client_seen.bytes.borrow().len(),
@@ -920,7 +875,7 @@ fn s11_reset_mid_transfer_our_side_aborts() {
 fn s11_reset_mid_transfer_peer_resets() {
     let _g = serial();
     const LEN: usize = 4 << 20;
-    let fds = fd_count();
+    let fds = open_fds();
     let (seen, exceptions) = run(async move {
         let l = get_running_loop().unwrap();
         let exceptions = count_exceptions();
@@ -969,7 +924,7 @@ fn s11_reset_mid_transfer_peer_resets() {
     assert_prefix(&seen.bytes.borrow(), 114, "server received");
     assert!(exceptions.is_empty(), "{exceptions:?}");
     forget_transport(&seen);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s11b: peer reset after {} B had reached our server: connection_lost({lost:?}) once, 0 exception reports",
         seen.bytes.borrow().len()
@@ -1108,7 +1063,7 @@ fn s12_sigpipe_default_sends_to_closed_sockets() {
 fn s13_half_close_both_ways_data_in_flight() {
     let _g = serial();
     const LEN: usize = 4 << 20;
-    let fds = fd_count();
+    let fds = open_fds();
     let (server_seen, client_seen) = run(async move {
         let l = get_running_loop().unwrap();
         let exceptions = count_exceptions();
@@ -1167,7 +1122,7 @@ fn s13_half_close_both_ways_data_in_flight() {
         assert_eq!(seen.events().last(), Some(&Ev::Lost(None)), "{who}");
         forget_transport(seen);
     }
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s13: 4 MiB each way with write_eof right behind: both sides got 4 MiB + EOF in order ({} + {} data callbacks), clean close",
         server_seen.count(|e| matches!(e, Ev::Data(_))),
@@ -1207,7 +1162,7 @@ impl DatagramProtocol for DgRecorder {
 #[test]
 fn s20_udp_truncation_icmp_and_empty_datagrams() {
     let _g = serial();
-    let fds = fd_count();
+    let fds = open_fds();
     let (log, icmp_log, trunc) = run(async {
         let l = get_running_loop().unwrap();
         // Receiver: a transport; sender: the async socket.
@@ -1295,7 +1250,7 @@ fn s20_udp_truncation_icmp_and_empty_datagrams() {
     assert_eq!(icmp.lost, vec![None]);
     assert_eq!(log.borrow().lost, vec![None]);
     assert!(log.borrow().errors.is_empty(), "{:?}", log.borrow().errors);
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s20: 4 empty + 3 non-empty datagrams (up to 65,507 B) delivered in order; 1000 B into 100 B: {} B, truncated={}; {} ICMP port-unreachable -> error_received(ECONNREFUSED), endpoint stayed open",
         trunc.0,
@@ -1332,7 +1287,7 @@ fn idle_round(builder: LoopBuilder, n: usize) -> (usize, usize, usize) {
             server.active_connections() == 0
         })
         .await;
-        let before = rss();
+        let before = rss_bytes();
         // Blocking sockets, parked here (a future's value must be Clone).
         let clients: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
         let c2 = clients.clone();
@@ -1348,7 +1303,7 @@ fn idle_round(builder: LoopBuilder, n: usize) -> (usize, usize, usize) {
         .await;
         ringloop::sleep(Duration::from_millis(200)).await;
         let held = l.recv_buffers_in_use();
-        let per_conn = rss().saturating_sub(before) / n;
+        let per_conn = rss_bytes().saturating_sub(before) / n;
         // Still alive: a few of them echo.
         let c2 = clients.clone();
         l.run_in_executor(move || {
@@ -1398,7 +1353,7 @@ fn s21_two_thousand_idle_connections() {
         );
         return;
     }
-    let fds = fd_count();
+    let fds = open_fds();
     let mut figures = Vec::new();
     if !on_epoll() {
         let (per_conn, held, after) = idle_round(uring(), N);
@@ -1411,7 +1366,7 @@ fn s21_two_thousand_idle_connections() {
     }
     let (per_conn, _, _) = idle_round(EventLoop::builder().multishot_recv(false), N);
     figures.push(format!("single-shot receives {per_conn} B/conn"));
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!(
         "s21: {N} idle connections (RSS delta / {N}, both ends in this process): {}",
         figures.join("; ")
@@ -1443,7 +1398,7 @@ impl DatagramProtocol for DgKeeper {
 #[test]
 fn loop_close_releases_open_transports() {
     let _g = serial();
-    let fds = fd_count();
+    let fds = open_fds();
     run(async {
         let l = get_running_loop().unwrap();
         let server = l
@@ -1471,6 +1426,6 @@ fn loop_close_releases_open_transports() {
         // The listening socket closes; the connections stay open (asyncio's rule).
         server.close();
     });
-    assert_no_fd_leak(fds);
+    assert_fds_back_to(fds, FDS_SETTLE, "fds leaked");
     eprintln!("loop close: 20 connection ends and a UDP endpoint still open, all fds released");
 }

@@ -13,13 +13,7 @@ use std::time::Duration;
 
 use ringloop::fd::Fd;
 use ringloop::{Error, EventLoop};
-
-fn iterate(l: &EventLoop, n: usize) {
-    for _ in 0..n {
-        l.stop();
-        l.run_forever().unwrap();
-    }
-}
+use util::iterate;
 
 /// What the forked child checks; returns normally when all hold.
 fn in_forked_child(l: EventLoop) {

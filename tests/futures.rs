@@ -6,7 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ringloop::{Error, EventLoop, ExceptionContext, Future};
+use ringloop::{Error, EventLoop, Future};
+use util::{capture_reports, iterate};
 
 #[derive(Debug)]
 struct Boom;
@@ -16,14 +17,6 @@ impl std::fmt::Display for Boom {
     }
 }
 impl std::error::Error for Boom {}
-
-/// Runs the loop until it has nothing left to run (a few iterations).
-fn settle(l: &EventLoop) {
-    for _ in 0..3 {
-        l.stop();
-        l.run_forever().unwrap();
-    }
-}
 
 #[test]
 fn result_before_done_is_invalid_state() {
@@ -128,7 +121,7 @@ fn done_callbacks_also_run_for_errors_and_cancellation() {
     }
     b.cancel();
     a.set_exception(Error::other(Boom)).unwrap();
-    settle(&l);
+    iterate(&l, 3);
     assert_eq!(*seen.borrow(), vec!["b:cancelled", "a:boom"]);
     l.close().unwrap();
 }
@@ -147,7 +140,7 @@ fn remove_done_callback_returns_how_many_it_removed() {
     f.set_result(1).unwrap();
     // Already scheduled: nothing left to remove.
     assert_eq!(f.remove_done_callback(keep), 0);
-    settle(&l);
+    iterate(&l, 3);
     assert_eq!(ran.get(), 1);
     l.close().unwrap();
 }
@@ -196,15 +189,6 @@ fn many_tasks_waiting_on_one_future_all_wake() {
     })
     .unwrap();
     assert_eq!(out, 1000 + 45);
-}
-
-fn capture_reports(l: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    l.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
-        r.borrow_mut().push(ctx.clone());
-    }));
-    reports
 }
 
 #[test]

@@ -9,14 +9,14 @@
 //! `RINGLOOP_FUZZ_SEEDS` (default 100) sets how many seeds run; `RINGLOOP_FUZZ_SEED`
 //! replays one. A failing seed is printed.
 
-mod net_util;
+mod util;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::{Protocol, StreamTransport, get_running_loop};
+use util::*;
 
 /// xorshift64*: small, seeded, good enough to pick sizes.
 struct Rng(u64);
@@ -243,7 +243,7 @@ fn one_seed(seed: u64) -> Outcome {
 
 #[test]
 fn fuzz_write_path_random_splits_limits_and_peer_pauses() {
-    let fds = fd_count();
+    let fds = open_fds();
     let seeds: Vec<u64> = match std::env::var("RINGLOOP_FUZZ_SEED") {
         Ok(s) => vec![s.parse().expect("RINGLOOP_FUZZ_SEED: a number")],
         Err(_) => {
@@ -262,15 +262,7 @@ fn fuzz_write_path_random_splits_limits_and_peer_pauses() {
         total.ops += o.ops;
         total.flips += o.flips;
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while fd_count() > fds && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        fd_count() <= fds,
-        "fds leaked: {fds} before, {} after",
-        fd_count()
-    );
+    assert_fds_back_to(fds, Duration::from_secs(2), "fds leaked");
     eprintln!(
         "fuzz_stream: {} seeds, {} ops, {:.1} MiB checked, {} pause/resume flips, in {:.2?}",
         seeds.len(),

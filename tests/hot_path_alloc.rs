@@ -4,7 +4,7 @@
 //! each from a client thread. Runs on whichever engine `RINGLOOP_ENGINE` selects (CI runs
 //! both).
 
-mod net_util;
+mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::{
     DatagramProtocol, DatagramTransport, Future, Protocol, StreamTransport, get_running_loop,
 };
+use util::*;
 
 /// Counts allocations made by the current thread.
 struct Counting;

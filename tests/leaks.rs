@@ -3,19 +3,13 @@
 
 mod util;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringloop::EventLoop;
 use ringloop::fd::Fd;
-use util::{fd_targets, open_fds};
-
-/// fd counts are process-wide: tests in this file take turns.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use util::{fd_targets, open_fds, serial};
 
 #[test]
 fn creating_and_closing_a_thousand_loops_leaks_no_fd() {

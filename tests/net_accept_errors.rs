@@ -3,7 +3,7 @@
 //! every accept fails with `EINVAL`) is reported through the exception handler and
 //! retried after the back-off, while the loop's thread stays nearly idle.
 
-mod net_util;
+mod util;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::{EventLoop, ExceptionContext, get_running_loop};
+use util::*;
 
 /// The fd of this process's socket bound to `addr`.
 fn fd_bound_to(addr: SocketAddr) -> i32 {

@@ -3,15 +3,15 @@
 //! buffer ring and the single-shot fallback, a tiny buffer ring (the `ENOBUFS` path), and
 //! `BufferedProtocol` on both ends.
 
-mod net_util;
+mod util;
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::{EventLoop, Protocol, StreamTransport, get_running_loop};
+use util::*;
 
 /// `conns` concurrent clients each echoing `len` bytes against a server built by `server`.
 fn echo_round(

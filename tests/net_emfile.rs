@@ -6,7 +6,7 @@
 //! The child is this test binary run again with `RINGLOOP_EMFILE_CHILD` set: it prints
 //! `CHILD port <n>`, then answers `report` and `quit` lines on stdin.
 
-mod net_util;
+mod util;
 
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,32 +15,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::EventLoop;
+use util::*;
 
 const CHILD_ENV: &str = "RINGLOOP_EMFILE_CHILD";
 const TEST_NAME: &str = "emfile_on_accept_backs_off_and_recovers";
-
-/// User + system CPU time of this process.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
-    let ru = unsafe {
-        let mut ru = std::mem::zeroed::<libc::rusage>();
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut ru), 0);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn set_nofile(limit: u64) {
-    let rl = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
-    // SAFETY: setrlimit reads the struct we pass.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
-}
 
 fn child_main() {
     let event_loop = EventLoop::new().unwrap();
@@ -55,7 +34,7 @@ fn child_main() {
             let text = format!("{}: {:?}", ctx.message, ctx.error);
             if ctx.message.contains("accept") && text.contains("Too many open files") {
                 if f2.get().is_none() {
-                    f2.set(Some((Instant::now(), cpu_time())));
+                    f2.set(Some((Instant::now(), process_cpu())));
                 }
                 r2.set(r2.get() + 1);
             } else {
@@ -77,8 +56,12 @@ fn child_main() {
                 .create_server(move || Echo::new(&s2), "127.0.0.1:0")
                 .await
                 .unwrap();
-            // Room for a few connections only.
-            set_nofile(fd_count() as u64 + 6);
+            // Room for a few connections only: seven fd numbers past those in use.
+            let limit = open_fds() as u64 + 7;
+            set_nofile(libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            });
             println!("CHILD port {}", server.sockets()[0].port());
             std::io::stdout().flush().unwrap();
             let mut pending = Vec::new();
@@ -96,7 +79,7 @@ fn child_main() {
                         "report" => {
                             let (cpu_ms, wall_ms) = match first.get() {
                                 Some((at, cpu)) => (
-                                    (cpu_time() - cpu).as_millis(),
+                                    (process_cpu() - cpu).as_millis(),
                                     at.elapsed().as_millis(),
                                 ),
                                 None => (0, 0),

@@ -5,13 +5,13 @@
 //! the echo and sleeps until the next request: one enter per message, not two. On the
 //! epoll engine there are no quiet ops; the echo must be just as correct.
 
-mod net_util;
+mod util;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use net_util::{EchoServerThread, pattern};
 use ringloop::{Engine, EventLoop};
+use util::{EchoServerThread, pattern};
 
 const MESSAGES: usize = 2_000;
 const SIZE: usize = 64;

@@ -2,15 +2,15 @@
 //! Each is an `io::Error` whose message names the address, and a connection already open
 //! on the same loop keeps working through all of them.
 
-mod net_util;
+mod util;
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use net_util::*;
 use ringloop::net::{DatagramOptions, TcpListener, TcpStream, UdpSocket, UnixStream};
 use ringloop::{DatagramProtocol, get_running_loop};
+use util::*;
 
 struct NoDg;
 

@@ -4,13 +4,13 @@
 //! summary; no arguments runs both in one process. Skipped when the example binary was
 //! not built next to this test (`cargo test` builds examples).
 
-mod net_util;
+mod util;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use net_util::{example_binary, start_listening_child, wait_exit};
+use util::{example_binary, start_listening_child, wait_exit};
 
 #[test]
 fn tcp_echo_server_and_client_cli() {

@@ -4,14 +4,14 @@
 //!
 //! One test in a binary of its own, so no other test opens fds meanwhile.
 
-mod net_util;
+mod util;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::net::TcpStream;
 use ringloop::{EventLoop, get_running_loop};
+use util::*;
 
 const CYCLES: usize = 10_000;
 const CONCURRENT: usize = 50;
@@ -63,7 +63,7 @@ async fn cycle(addr: std::net::SocketAddr, i: usize) {
 
 #[test]
 fn no_fd_leak_after_10000_connections() {
-    let before = fd_count();
+    let before = open_fds();
     let event_loop = EventLoop::new().unwrap();
     let l = event_loop.clone();
     let stats = Arc::new(EchoStats::default());
@@ -86,7 +86,7 @@ fn no_fd_leak_after_10000_connections() {
                     for h in batch {
                         h.await.unwrap();
                     }
-                    peak = peak.max(fd_count());
+                    peak = peak.max(open_fds());
                 }
                 wait_until(Duration::from_secs(10), "server connections closed", || {
                     server.active_connections() == 0
@@ -104,7 +104,7 @@ fn no_fd_leak_after_10000_connections() {
     let stats_driver = event_loop.driver_stats();
     event_loop.close().unwrap();
     drop(event_loop);
-    let after = fd_count();
+    let after = open_fds();
     eprintln!(
         "{CYCLES} cycles: fds before {before}, peak {peak}, after {after}; made {}",
         stats.made.load(std::sync::atomic::Ordering::Relaxed)

@@ -3,16 +3,16 @@
 //! mark, memory bounded meanwhile; `pause_reading` stops `data_received` at once and
 //! idempotently, and the data continues in order after `resume_reading`.
 
-mod net_util;
+mod util;
 
 use std::cell::{Cell, RefCell};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::net::TcpStream;
 use ringloop::{EventLoop, LoopBuilder, get_running_loop, sleep, yield_now};
+use util::*;
 
 const T: Duration = Duration::from_secs(10);
 

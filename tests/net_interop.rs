@@ -3,14 +3,14 @@
 //! (with half-close), and our `create_connection` client streams against its echo server.
 //! Skipped (with a note) where `python3` is missing.
 
-mod net_util;
+mod util;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::{EventLoop, get_running_loop};
+use util::*;
 
 fn python() -> Option<Command> {
     let ok = Command::new("python3")

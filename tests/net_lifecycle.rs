@@ -2,15 +2,15 @@
 //! 16): half-close both ways, `write_eof` after the send in flight, `abort` resets the
 //! peer, `connection_lost` exactly once and last, `eof_received`'s answer, `close` flushes.
 
-mod net_util;
+mod util;
 
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::net::TcpStream;
 use ringloop::{get_running_loop, sleep};
+use util::*;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -2,7 +2,7 @@
 //! and 65,507 bytes, ICMP port-unreachable reaching `error_received`, `sendto` rules on a
 //! connected endpoint, sends after close ignored; the async `UdpSocket`.
 
-mod net_util;
+mod util;
 
 use std::cell::RefCell;
 use std::io;
@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::net::{DatagramOptions, UdpSocket};
 use ringloop::{DatagramProtocol, DatagramTransport, get_running_loop, sleep};
+use util::*;
 
 const T: Duration = Duration::from_secs(10);
 const MAX_V4: usize = 65_507;

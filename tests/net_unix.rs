@@ -1,16 +1,16 @@
 //! Unix-domain sockets: `create_unix_server`/`create_unix_connection`, and the async
 //! `UnixListener`, `UnixStream` and `UnixDatagram`.
 
-mod net_util;
+mod util;
 
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use net_util::*;
 use ringloop::get_running_loop;
 use ringloop::net::{UnixDatagram, UnixListener, UnixStream};
 use ringloop::transport::ExtraInfo;
+use util::*;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -1,27 +1,19 @@
 //! Signal handlers on the loop: delivery while the loop sleeps in the ring, coalescing and
 //! queueing, removal, bad signal numbers, masks and fds restored.
 //!
-//! The tests of this file run in threads of one process, so: each takes `SERIAL` (fd
+//! The tests of this file run in threads of one process, so: each takes `serial()` (fd
 //! counts stay exact), and signals are sent to the loop's *thread* (`pthread_kill`) — a
 //! signal sent to the process could go to another test thread, which does not block it.
 //! `tests/signals_process.rs` covers process-directed signals in a program of its own.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringloop::{Error, EventLoop};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use util::{open_fds, serial};
 
 fn blocked(sig: i32) -> bool {
     // SAFETY: sigset_t is plain data; pthread_sigmask initializes `old`.
@@ -284,9 +276,9 @@ fn a_panicking_handler_is_reported_and_the_loop_goes_on() {
 #[test]
 fn no_fd_is_left_after_add_remove_cycles_and_close() {
     let _serial = serial();
-    let before = fd_count();
+    let before = open_fds();
     let event_loop = EventLoop::new().unwrap();
-    let with_loop = fd_count();
+    let with_loop = open_fds();
     for i in 0..50 {
         let sig = if i % 2 == 0 {
             libc::SIGUSR1
@@ -295,7 +287,7 @@ fn no_fd_is_left_after_add_remove_cycles_and_close() {
         };
         event_loop.add_signal_handler(sig, || {}).unwrap();
         event_loop.add_signal_handler(libc::SIGUSR2, || {}).unwrap();
-        assert_eq!(fd_count(), with_loop + 1, "one signalfd per loop");
+        assert_eq!(open_fds(), with_loop + 1, "one signalfd per loop");
         // Let the reader put its read in the ring.
         event_loop
             .run_until_complete(ringloop::yield_now())
@@ -304,7 +296,7 @@ fn no_fd_is_left_after_add_remove_cycles_and_close() {
         assert!(event_loop.remove_signal_handler(libc::SIGUSR2).unwrap());
         // The read in flight is cancelled; the fd closes with its completion.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while fd_count() != with_loop {
+        while open_fds() != with_loop {
             assert!(Instant::now() < deadline, "the signalfd was not closed");
             event_loop
                 .run_until_complete(ringloop::sleep(Duration::from_millis(1)))
@@ -322,7 +314,7 @@ fn no_fd_is_left_after_add_remove_cycles_and_close() {
     event_loop.close().unwrap();
     assert!(!blocked(libc::SIGUSR1) && !blocked(libc::SIGUSR2));
     drop(event_loop);
-    assert_eq!(fd_count(), before);
+    assert_eq!(open_fds(), before);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! RINGLOOP_SOAK_SECS=90 cargo test --release --test soak -- --ignored --nocapture
 //! ```
 
-mod net_util;
+mod util;
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader};
@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::EventLoop;
+use util::*;
 
 const CLIENTS: usize = 200;
 
@@ -93,7 +93,7 @@ fn soak_200_churning_clients_against_tcp_echo() {
     // The server sets up its signal handlers (a signalfd) just after that line.
     std::thread::sleep(Duration::from_millis(300));
     let (_, fds_baseline) = usage(pid);
-    let my_fds = fd_count();
+    let my_fds = open_fds();
 
     let done = Rc::new(Cell::new(0u64));
     let bytes = Rc::new(Cell::new(0u64));
@@ -170,7 +170,7 @@ fn soak_200_churning_clients_against_tcp_echo() {
         "server RSS moved {:+.1}%",
         growth * 100.0
     );
-    assert!(fd_count() <= my_fds, "client-side fds leaked");
+    assert!(open_fds() <= my_fds, "client-side fds leaked");
     // A clean stop on SIGTERM.
     let mut server = server;
     // SAFETY: kill takes no pointers; `pid` is our child, still running.

@@ -6,29 +6,23 @@
 //!
 //! Every test takes one lock: they count the process's fds.
 
-mod net_util;
+mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::pin::pin;
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use net_util::*;
 use ringloop::streams::{open_connection_with, start_server_with};
 use ringloop::transport::ExtraInfo;
 use ringloop::{
     Future, StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, spawn,
     start_server, start_unix_server,
 };
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
+use util::*;
 
 /// Echoes until end of stream with `drain` for backpressure, then closes.
 async fn echo(mut reader: StreamReader, writer: StreamWriter) {
@@ -83,12 +77,12 @@ fn echo_100_connections_of_256_kib_over_tcp() {
     const CONNS: u64 = 100;
     const LEN: usize = 256 * 1024;
     let _g = serial();
-    let before = settled_fd_count();
+    let before = settled_open_fds();
     run_on(
         ringloop::EventLoop::builder(),
         Duration::from_secs(60),
         async move {
-            let in_loop = fd_count();
+            let in_loop = open_fds();
             let server = start_server(echo, "127.0.0.1:0").await.unwrap();
             let addr = server.sockets()[0].to_string();
             let clients: Vec<_> = (0..CONNS)
@@ -112,18 +106,18 @@ fn echo_100_connections_of_256_kib_over_tcp() {
                 .await
                 .unwrap();
             wait_until(Duration::from_secs(10), "every fd closed", || {
-                fd_count() == in_loop
+                open_fds() == in_loop
             })
             .await;
         },
     );
-    assert_fds_back_to(before, "fds leaked");
+    assert_fds_back_to(before, Duration::from_secs(1), "fds leaked");
 }
 
 #[test]
 fn echo_over_a_unix_socket() {
     let _g = serial();
-    let before = settled_fd_count();
+    let before = settled_open_fds();
     let path = temp_sock_path("streams");
     let p = path.clone();
     run(async move {
@@ -144,7 +138,7 @@ fn echo_over_a_unix_socket() {
         server.wait_closed().await;
     });
     assert!(!path.exists(), "the socket file is removed on close");
-    assert_fds_back_to(before, "fds leaked");
+    assert_fds_back_to(before, Duration::from_secs(1), "fds leaked");
 }
 
 /// A server whose callback sends `chunks` in order (awaiting a byte from the client before
@@ -489,7 +483,7 @@ fn write_eof_half_closes_and_the_answer_still_arrives() {
 #[test]
 fn dropping_reader_and_writer_closes_the_connection() {
     let _g = serial();
-    let before = settled_fd_count();
+    let before = settled_open_fds();
     run(async {
         let got: Future<Vec<u8>> = Future::new();
         let g = got.clone();
@@ -520,7 +514,7 @@ fn dropping_reader_and_writer_closes_the_connection() {
         server.close();
         server.wait_closed().await;
     });
-    assert_fds_back_to(before, "fds leaked");
+    assert_fds_back_to(before, Duration::from_secs(1), "fds leaked");
 }
 
 #[test]

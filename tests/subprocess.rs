@@ -6,50 +6,16 @@
 //! The tests of this file run one at a time (a lock): the fd and zombie checks look at the
 //! whole process.
 
+mod util;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringloop::process::{Command, Stdio, SubprocessOptions};
 use ringloop::{EventLoop, SubprocessProtocol, SubprocessTransport, get_running_loop};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
-}
-
-/// The fd count once it holds still (three equal readings 5 ms apart, at most a second):
-/// a baseline taken while an earlier test's threads still close theirs would be too high.
-fn settled_open_fds() -> usize {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut last = open_fds();
-    let mut same = 0;
-    while same < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        let now = open_fds();
-        same = if now == last { same + 1 } else { 0 };
-        last = now;
-    }
-    last
-}
-
-/// Fails if the fd count does not come back to `before` (or below: something unrelated
-/// closed) within a second.
-fn assert_no_fd_leak(before: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while open_fds() > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let after = open_fds();
-    assert!(after <= before, "{what}: {after} fds open, {before} before");
-}
+use util::{assert_fds_back_to, serial, settled_open_fds};
 
 /// Whether `pid` is still our unreaped child (a zombie or running).
 fn is_unreaped_child(pid: u32) -> bool {
@@ -412,7 +378,7 @@ fn two_hundred_children_no_fd_and_no_zombie_left() {
             );
         }
     }
-    assert_no_fd_leak(before, "fds leaked");
+    assert_fds_back_to(before, Duration::from_secs(1), "fds leaked");
 }
 
 #[test]
@@ -457,7 +423,11 @@ fn a_missing_program_is_a_clear_error_and_the_loop_goes_on() {
         assert!(status.success());
     })
     .unwrap();
-    assert_no_fd_leak(before, "a failed spawn leaks no pipe");
+    assert_fds_back_to(
+        before,
+        Duration::from_secs(1),
+        "a failed spawn leaks no pipe",
+    );
 }
 
 #[test]
@@ -680,7 +650,7 @@ fn closing_the_loop_kills_and_reaps_running_children() {
     assert!(start.elapsed() < Duration::from_secs(3));
     assert!(!is_unreaped_child(pid), "killed and reaped at close");
     drop(event_loop);
-    assert_no_fd_leak(before, "fds leaked");
+    assert_fds_back_to(before, Duration::from_secs(1), "fds leaked");
 }
 
 fn is_unreaped_child_alive(pid: u32) -> bool {

@@ -12,6 +12,7 @@ use ringloop::{
     Error, EventLoop, ExceptionContext, Future, ReturnWhen, as_completed, gather, sleep, spawn,
     timeout, wait, wait_for,
 };
+use util::capture_reports;
 
 /// Sets a flag when dropped: shows a future's destructor ran.
 struct DropFlag(Rc<Cell<bool>>);
@@ -19,15 +20,6 @@ impl Drop for DropFlag {
     fn drop(&mut self) {
         self.0.set(true);
     }
-}
-
-fn capture_reports(l: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    l.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
-        r.borrow_mut().push(ctx.clone());
-    }));
-    reports
 }
 
 #[test]
