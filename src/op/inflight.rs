@@ -34,16 +34,7 @@ impl Driver {
         handler: Rc<dyn OpHandler>,
         tag: u32,
     ) -> Result<InFlight<T>, (io::Error, T)> {
-        let multishot = op.multishot();
-        self.submit_as(
-            op,
-            Driven::Handler {
-                handler,
-                tag,
-                multishot,
-            },
-            false,
-        )
+        self.submit_to_handler(op, handler, tag, false)
     }
 
     /// [`Driver::submit`] as a quiet op where the op is one ([`OpKind::quiet_result`])
@@ -58,16 +49,24 @@ impl Driver {
         handler: Rc<dyn OpHandler>,
         tag: u32,
     ) -> Result<InFlight<T>, (io::Error, T)> {
+        self.submit_to_handler(op, handler, tag, true)
+    }
+
+    /// [`Driver::submit`] or, with `quiet`, [`Driver::submit_quiet`].
+    fn submit_to_handler<T: OpKind>(
+        self: &Rc<Self>,
+        op: T,
+        handler: Rc<dyn OpHandler>,
+        tag: u32,
+        quiet: bool,
+    ) -> Result<InFlight<T>, (io::Error, T)> {
         let multishot = op.multishot();
-        self.submit_as(
-            op,
-            Driven::Handler {
-                handler,
-                tag,
-                multishot,
-            },
-            true,
-        )
+        let driven = Driven::Handler {
+            handler,
+            tag,
+            multishot,
+        };
+        self.submit_as(op, driven, quiet)
     }
 
     /// Pushes `op` for a future to poll ([`InFlight::poll`]).
