@@ -88,11 +88,14 @@ impl Orphan for Box<dyn Any> {}
 /// Two orphans of one op (see [`Slots::abandon`]): the first — the torn-down handler —
 /// releases what completions carry; the second only keeps the op's memory (releasing
 /// twice would close an accepted fd twice).
-struct Both(Box<dyn Orphan>, #[allow(dead_code)] Box<dyn Orphan>);
+struct Both {
+    releaser: Box<dyn Orphan>,
+    _memory: Box<dyn Orphan>,
+}
 
 impl Orphan for Both {
     fn completed(&mut self, c: &Completion) {
-        self.0.completed(c);
+        self.releaser.completed(c);
     }
 }
 
@@ -306,7 +309,10 @@ impl Slots {
                 // and now the op's own owner went too: keep both until the last CQE. No
                 // new cancel.
                 let earlier = std::mem::replace(earlier, Box::new(Box::new(()) as Box<dyn Any>));
-                entry.state = State::Abandoned(Box::new(Both(earlier, orphan)));
+                entry.state = State::Abandoned(Box::new(Both {
+                    releaser: earlier,
+                    _memory: orphan,
+                }));
                 false
             }
         }
