@@ -31,6 +31,11 @@
 //! | `asyncio.Future` | [`Future`] |
 //! | `create_task`, `ensure_future`, `Task.cancel()` | [`spawn`] / [`create_task`] / [`ensure_future`] → [`JoinHandle`] ([`JoinHandle::cancel`]) |
 //! | `sleep`, `wait_for`, `timeout`, `gather`, `wait`, `as_completed` | [`sleep`], [`wait_for`], [`timeout`], [`gather`], [`wait`], [`as_completed`] |
+//! | `asyncio.TaskGroup` (`create_task`, `async with` exit), `ExceptionGroup` | [`TaskGroup`] ([`TaskGroup::create_task`], [`TaskGroup::create_try_task`], [`TaskGroup::join`]), [`TaskGroupError`] |
+//! | `asyncio.shield` | [`shield`] |
+//! | `current_task`, `all_tasks`, `Task.get_name` / `set_name`, `Task.cancelled` | [`current_task`], [`all_tasks`] → [`Task`]; [`JoinHandle::get_name`] / [`JoinHandle::set_name`], [`JoinHandle::cancelled`] |
+//! | `asyncio.timeout_at(when)` (as a deadline for one awaitable) | [`timeout_at`] |
+//! | `asyncio.timeout(delay)` / `timeout_at(when)` as `Timeout` (`when`, `reschedule`, `expired`) | [`Timeout::after`] / [`Timeout::at`], [`Timeout::wrap`], [`Timeout::when`], [`Timeout::reschedule`], [`Timeout::expired`] |
 //! | `loop.add_signal_handler(sig, cb)` / `remove_signal_handler(sig)` | [`EventLoop::add_signal_handler`] / [`EventLoop::remove_signal_handler`] (a signalfd read through the ring; see [`signal`]) |
 //! | `loop.run_in_executor(None, f)` / `(executor, f)`, `set_default_executor`, `shutdown_default_executor` | [`EventLoop::run_in_executor`] / [`EventLoop::run_in_executor_with`] ([`Executor`]), [`EventLoop::set_default_executor`], [`EventLoop::shutdown_default_executor`] |
 //! | `loop.subprocess_exec` / `subprocess_shell`, `SubprocessProtocol`, `SubprocessTransport` | [`EventLoop::subprocess_exec`] / [`EventLoop::subprocess_shell`] ([`process::SubprocessOptions`]), [`SubprocessProtocol`], [`SubprocessTransport`] (exit learned from a pidfd; see [`process`]) |
@@ -95,8 +100,10 @@ pub use streams::{
     start_unix_server,
 };
 pub use task::{
-    AsCompleted, JoinHandle, ReturnWhen, Sleep, as_completed, create_task, ensure_future, gather,
-    run, sleep, spawn, timeout, wait, wait_for, yield_now,
+    AsCompleted, JoinHandle, ReturnWhen, Sleep, Task, TaskFailure, TaskGroup, TaskGroupError,
+    TaskSpawner, Timeout, TimeoutScope, WithTimeout, all_tasks, as_completed, create_task,
+    current_task, ensure_future, gather, run, shield, sleep, spawn, timeout, timeout_at, wait,
+    wait_for, yield_now,
 };
 pub use transport::{DatagramTransport, StreamTransport};
 

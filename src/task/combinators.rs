@@ -1,4 +1,4 @@
-//! The asyncio helpers over tasks and time: `sleep`, `yield_now`, `timeout`/`wait_for`,
+//! The asyncio helpers over tasks and time: `sleep`, `yield_now`, `timeout`/`timeout_at`/`wait_for`,
 //! `gather`, `wait`, `as_completed`.
 
 use std::cell::{Cell, RefCell};
@@ -114,24 +114,33 @@ pub fn sleep(duration: Duration) -> Sleep {
     }
 }
 
+/// Completes at `deadline` (never earlier); a deadline passed completes at once.
+pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        yield_once: false,
+        timer: None,
+    }
+}
+
 /// Yields to the loop for one iteration.
 pub fn yield_now() -> Sleep {
     sleep(Duration::ZERO)
 }
 
-/// The future of [`timeout`].
+/// The future of [`timeout`], [`timeout_at`] and [`wait_for`].
 #[must_use = "futures do nothing unless awaited"]
-pub struct Timeout<F> {
+pub struct WithTimeout<F> {
     future: F,
     sleep: Sleep,
 }
 
-impl<F: StdFuture> StdFuture for Timeout<F> {
+impl<F: StdFuture> StdFuture for WithTimeout<F> {
     type Output = Result<F::Output, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `future` is structurally pinned: it is never moved out of `self`, and
-        // `Timeout` has no Drop impl that could move it; `sleep` is Unpin.
+        // `WithTimeout` has no Drop impl that could move it; `sleep` is Unpin.
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
@@ -147,11 +156,31 @@ impl<F: StdFuture> StdFuture for Timeout<F> {
 
 /// Runs `future` for at most `duration`; on timeout the future is dropped (cancelled) and
 /// the result is [`Error::Timeout`]. A result that is ready wins over an expired deadline.
-pub fn timeout<F: StdFuture>(duration: Duration, future: F) -> Timeout<F> {
-    Timeout {
+pub fn timeout<F: StdFuture>(duration: Duration, future: F) -> WithTimeout<F> {
+    timeout_at(deadline_after(duration), future)
+}
+
+/// asyncio's `timeout_at(when)`: [`timeout`] with a deadline on the loop's clock
+/// ([`EventLoop::time`](crate::EventLoop::time)) instead of a delay. A deadline already
+/// passed still polls `future` once: what is ready at once is returned.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// ringloop::run(async {
+///     let deadline = Instant::now() + Duration::from_millis(5);
+///     let r = ringloop::timeout_at(deadline, ringloop::sleep(Duration::from_secs(10))).await;
+///     assert!(r.unwrap_err().is_timeout());
+/// })
+/// .unwrap();
+/// ```
+pub fn timeout_at<F: StdFuture>(deadline: Instant, future: F) -> WithTimeout<F> {
+    WithTimeout {
         future,
         sleep: Sleep {
-            deadline: deadline_after(duration),
+            deadline,
             yield_once: false,
             timer: None,
         },
@@ -161,7 +190,7 @@ pub fn timeout<F: StdFuture>(duration: Duration, future: F) -> Timeout<F> {
 /// asyncio's `wait_for(aw, timeout)`: [`timeout`] with asyncio's argument order. When the
 /// awaited thing is a task, pass `async move { handle.await }` after arranging for
 /// cancellation, or use [`JoinHandle::cancel`] on timeout.
-pub fn wait_for<F: StdFuture>(future: F, duration: Duration) -> Timeout<F> {
+pub fn wait_for<F: StdFuture>(future: F, duration: Duration) -> WithTimeout<F> {
     timeout(duration, future)
 }
 

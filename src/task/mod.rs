@@ -11,10 +11,20 @@
 //! place for clean-up), and the task's outcome is [`Error::Cancelled`].
 
 mod combinators;
+mod group;
+mod info;
+mod shield;
+mod timeout;
 
 pub use combinators::{
-    AsCompleted, ReturnWhen, Sleep, as_completed, gather, sleep, timeout, wait, wait_for, yield_now,
+    AsCompleted, ReturnWhen, Sleep, WithTimeout, as_completed, gather, sleep, timeout, timeout_at,
+    wait, wait_for, yield_now,
 };
+pub use group::{TaskFailure, TaskGroup, TaskGroupError, TaskSpawner};
+pub(crate) use info::TaskInfo;
+pub use info::{Task, all_tasks, current_task};
+pub use shield::shield;
+pub use timeout::{Timeout, TimeoutScope};
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -84,6 +94,17 @@ pub(crate) trait TaskRun {
     fn run(&self, event_loop: &Rc<LoopInner>) -> bool;
     /// Ends the task now as cancelled (its future is dropped), unless it finished.
     fn cancel_now(&self);
+    /// The task's id and name.
+    fn info(&self) -> &TaskInfo;
+    /// Cancels at the task's next scheduling point (see [`JoinHandle::cancel`]).
+    fn request_cancel(&self) -> bool;
+    /// Whether the task finished.
+    fn is_done(&self) -> bool;
+    /// Whether the task finished by cancellation.
+    fn was_cancelled(&self) -> bool;
+    /// Drops the future now as a cancellation, unless it is the one running (then as
+    /// [`TaskRun::request_cancel`]); the task leaves the loop's table at its next step.
+    fn drop_now(&self);
 }
 
 enum Outcome<T> {
@@ -106,6 +127,7 @@ struct TaskCell<F: StdFuture> {
     finished_at: Cell<u64>,
     handle_alive: Cell<bool>,
     event_loop: Weak<LoopInner>,
+    info: TaskInfo,
 }
 
 impl<F: StdFuture> TaskCell<F> {
@@ -113,7 +135,9 @@ impl<F: StdFuture> TaskCell<F> {
         self.finished_at.set(next_finish_seq());
         // Drop the future in place (it is pinned); the borrow ends before anything else.
         *self.future.borrow_mut() = None;
-        let report = matches!(outcome, Outcome::Panicked(_)) && !self.handle_alive.get();
+        let report = matches!(outcome, Outcome::Panicked(_))
+            && !self.handle_alive.get()
+            && !self.info.is_quiet();
         let message = match &outcome {
             Outcome::Panicked(p) => Some(crate::error::panic_message(p.as_ref())),
             _ => None,
@@ -124,7 +148,7 @@ impl<F: StdFuture> TaskCell<F> {
         }
         if report && let (Some(l), Some(message)) = (self.event_loop.upgrade(), message) {
             l.report(ExceptionContext {
-                message: "a task panicked and nobody awaits it".into(),
+                message: format!("task {} panicked and nobody awaits it", self.info.name()),
                 error: Some(Error::Panic(message)),
             });
         }
@@ -140,6 +164,36 @@ impl<F: StdFuture + 'static> TaskRun for TaskCell<F> {
         if !self.is_finished() {
             self.finish(Outcome::Cancelled);
         }
+    }
+
+    fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+
+    fn request_cancel(&self) -> bool {
+        JoinTarget::cancel(self)
+    }
+
+    fn is_done(&self) -> bool {
+        TaskCell::is_finished(self)
+    }
+
+    fn was_cancelled(&self) -> bool {
+        matches!(*self.outcome.borrow(), Outcome::Cancelled)
+    }
+
+    fn drop_now(&self) {
+        if self.is_finished() {
+            return;
+        }
+        // The running task's future is borrowed by its own poll: cancel it at its next step.
+        if self.future.try_borrow_mut().is_err() {
+            JoinTarget::cancel(self);
+            return;
+        }
+        self.finish(Outcome::Cancelled);
+        // Scheduled once more so the loop's table lets go of it.
+        self.waker.wake_by_ref();
     }
 
     fn run(&self, _event_loop: &Rc<LoopInner>) -> bool {
@@ -177,7 +231,7 @@ impl<F: StdFuture + 'static> TaskRun for TaskCell<F> {
 }
 
 /// The typed view a [`JoinHandle`] has of its task.
-trait JoinTarget<T> {
+trait JoinTarget<T>: TaskRun {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
     fn register(&self, waker: &Waker);
     fn take_raw(&self) -> Option<Outcome<T>>;
@@ -238,10 +292,14 @@ impl<F: StdFuture + 'static> JoinTarget<F::Output> for TaskCell<F> {
     fn detach(&self) {
         self.handle_alive.set(false);
         if let Outcome::Panicked(p) = &*self.outcome.borrow()
+            && !self.info.is_quiet()
             && let Some(l) = self.event_loop.upgrade()
         {
             l.report(ExceptionContext {
-                message: "a task panicked and its result was never retrieved".into(),
+                message: format!(
+                    "task {} panicked and its result was never retrieved",
+                    self.info.name()
+                ),
                 error: Some(Error::Panic(crate::error::panic_message(p.as_ref()))),
             });
         }
@@ -280,6 +338,27 @@ impl<T> JoinHandle<T> {
     /// Whether the task finished by cancellation or panic.
     pub fn failed(&self) -> bool {
         self.task.failed()
+    }
+
+    /// Whether the task finished by cancellation (asyncio's `Task.cancelled()`).
+    pub fn cancelled(&self) -> bool {
+        self.task.was_cancelled()
+    }
+
+    /// The task's name: the one given with [`JoinHandle::set_name`], else `Task-<id>`.
+    pub fn get_name(&self) -> String {
+        self.task.info().name()
+    }
+
+    /// Names the task; the name shows in reports about it.
+    pub fn set_name(&self, name: impl AsRef<str>) {
+        self.task.info().set_name(name.as_ref());
+    }
+
+    /// The untyped view of this task (as [`current_task`] returns).
+    pub fn task(&self) -> Task {
+        let run: Rc<dyn TaskRun> = self.task.clone();
+        Task::from_run(run)
     }
 
     /// Finishing order among this thread's tasks (smaller finished earlier); 0 while
@@ -372,6 +451,7 @@ where
         handle_alive: Cell::new(true),
         finished_at: Cell::new(0),
         event_loop: Rc::downgrade(event_loop),
+        info: TaskInfo::new(),
     });
     if closed {
         // Release the task table first: the future's destructor may spawn.
@@ -399,7 +479,10 @@ pub(crate) fn run_task(event_loop: &Rc<LoopInner>, index: u32, generation: u32) 
             _ => return,
         }
     };
-    if task.run(event_loop) {
+    let current = info::enter(&task);
+    let finished = task.run(event_loop);
+    drop(current);
+    if finished {
         let removed = {
             let mut tasks = event_loop.tasks.borrow_mut();
             match tasks.get(index as usize) {
@@ -409,6 +492,16 @@ pub(crate) fn run_task(event_loop: &Rc<LoopInner>, index: u32, generation: u32) 
         };
         drop(removed);
     }
+}
+
+/// The tasks of `event_loop` not yet finished.
+pub(crate) fn live_tasks(event_loop: &LoopInner) -> Vec<Task> {
+    let tasks = event_loop.tasks.borrow();
+    tasks
+        .iter()
+        .filter(|(_, slot)| !slot.task.is_done())
+        .map(|(_, slot)| Task::from_run(slot.task.clone()))
+        .collect()
 }
 
 /// Spawns `fut` as a task on the running loop (else the thread's current loop).
