@@ -226,8 +226,7 @@ fn ringloop_udp(group: &mut Group<'_>, engine: Engine, name: &str, sockets: usiz
             let addr = server.local_addr().expect("local_addr");
             let mut clients = Vec::new();
             for conn in 0..sockets {
-                let s =
-                    UdpSocket::bind("127.0.0.1:0".parse().expect("literal address")).expect("bind");
+                let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
                 s.connect(addr).await.expect("connect");
                 clients.push((s, message(UDP_SIZE, conn)));
             }

@@ -5,6 +5,34 @@
 //! kinds — an invalid state, a cancellation, a timeout, a closed loop, a panic — and those
 //! live in [`Error`]. `Error` is `Clone` because an asyncio future hands the same outcome
 //! to every caller of `result()`.
+//!
+//! Every error type of the crate converts into [`Error`] with `?` ([`io::Error`],
+//! [`StreamError`](crate::StreamError), [`TaskGroupError`](crate::TaskGroupError)), and
+//! `Error` converts into `io::Error`, so both kinds of function compose:
+//!
+//! ```
+//! use std::time::Duration;
+//! use ringloop::{open_connection, start_server, wait_for};
+//!
+//! ringloop::run(async {
+//!     let server = start_server(
+//!         |_reader, writer| async move {
+//!             writer.write(b"hello\n").unwrap();
+//!             let _ = writer.drain().await;
+//!         },
+//!         ("127.0.0.1", 0),
+//!     )
+//!     .await?;
+//!     let (mut r, _w) = open_connection(server.sockets()[0]).await?;
+//!     // The first `?` is the timeout (ringloop::Error), the second the read (StreamError).
+//!     let line = wait_for(r.readline(), Duration::from_secs(5)).await??;
+//!     assert_eq!(line, b"hello\n");
+//!     server.close();
+//!     Ok::<_, ringloop::Error>(())
+//! })
+//! .unwrap()
+//! .unwrap();
+//! ```
 
 use std::fmt;
 use std::io;
@@ -71,6 +99,8 @@ impl fmt::Display for Error {
             Error::Cancelled => f.write_str("cancelled"),
             Error::Timeout => f.write_str("timed out"),
             Error::Closed => f.write_str("event loop is closed"),
+            // The driver's messages already say so; the cause is said once.
+            Error::Unavailable(e) if e.to_string().starts_with("io_uring unavailable") => e.fmt(f),
             Error::Unavailable(e) => write!(f, "io_uring unavailable: {e}"),
             Error::Io(e) => e.fmt(f),
             Error::Panic(msg) => write!(f, "panicked: {msg}"),
@@ -114,6 +144,17 @@ impl From<Error> for io::Error {
     }
 }
 
+impl From<crate::streams::StreamError> for Error {
+    /// An I/O failure stays [`Error::Io`]; an incomplete read or a limit overrun is
+    /// [`Error::Other`] holding the `StreamError` (downcast it to read `partial`).
+    fn from(e: crate::streams::StreamError) -> Self {
+        match e {
+            crate::streams::StreamError::Io(e) => Error::from(e),
+            other => Error::Other(Arc::new(other)),
+        }
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -127,6 +168,33 @@ mod tests {
         let back: io::Error = e.clone().into();
         assert_eq!(back.raw_os_error(), Some(libc::ECONNRESET));
         assert!(e.to_string().contains("reset"));
+    }
+
+    #[test]
+    fn unavailable_says_its_cause_once() {
+        let inner = io::Error::other("io_uring unavailable: kernel.io_uring_disabled is 2");
+        let text = Error::Unavailable(Arc::new(inner)).to_string();
+        assert_eq!(text.matches("io_uring unavailable").count(), 1, "{text}");
+        let bare = Error::Unavailable(Arc::new(io::Error::other("ENOSYS"))).to_string();
+        assert_eq!(bare, "io_uring unavailable: ENOSYS");
+    }
+
+    #[test]
+    fn stream_errors_convert_with_their_kind() {
+        use crate::streams::StreamError;
+        let io_err: Error = StreamError::Io(io::Error::from_raw_os_error(libc::EPIPE)).into();
+        assert!(matches!(&io_err, Error::Io(e) if e.raw_os_error() == Some(libc::EPIPE)));
+        let short: Error = StreamError::IncompleteRead {
+            partial: b"ab".to_vec(),
+            expected: Some(4),
+        }
+        .into();
+        let Error::Other(inner) = &short else {
+            panic!("{short:?}");
+        };
+        let back = inner.downcast_ref::<StreamError>().expect("a StreamError");
+        assert!(matches!(back, StreamError::IncompleteRead { partial, .. } if partial == b"ab"));
+        assert_eq!(io::Error::from(short).kind(), io::ErrorKind::Other);
     }
 
     #[test]

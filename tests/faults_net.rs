@@ -1178,7 +1178,7 @@ fn s20_udp_truncation_icmp_and_empty_datagrams() {
             .await
             .unwrap();
         let raddr = rt.local_addr().unwrap();
-        let tx = ringloop::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tx = ringloop::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         // The largest IPv4 UDP payload, empty datagrams in between.
         let sizes = [0usize, 1, 0, 65_507, 0, 1000, 0];
         for (i, &n) in sizes.iter().enumerate() {
@@ -1197,7 +1197,7 @@ fn s20_udp_truncation_icmp_and_empty_datagrams() {
             );
         }
         // Truncation: a 1000-byte datagram into a 100-byte buffer, then an empty one.
-        let rx = ringloop::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let rx = ringloop::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let rxaddr = rx.local_addr().unwrap();
         let _ = tx.send_to(pattern(1, 1000), rxaddr).await.0.unwrap();
         let _ = tx.send_to(Vec::new(), rxaddr).await.0.unwrap();

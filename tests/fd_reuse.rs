@@ -16,7 +16,7 @@ fn reuse_after_idle_close(engine: Engine) {
     // the run and dropped while the loop is idle and not current.
     let listener = l
         .run_until_complete(async {
-            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let peer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20));
@@ -35,7 +35,7 @@ fn reuse_after_idle_close(engine: Engine) {
     // rather than a hang.
     let (on_time, accepted) = l
         .run_until_complete(async move {
-            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             assert_eq!(listener.as_raw_fd(), old, "the number is reused");
             let addr = listener.local_addr().unwrap();
             let (fired, told) = std::sync::mpsc::channel::<()>();

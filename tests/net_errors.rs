@@ -133,7 +133,7 @@ fn bad_input_is_a_clear_error_and_disturbs_nothing() {
         let e = TcpListener::bind(addr).err_of();
         assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}");
         assert_names(&e, &addr.to_string());
-        let udp = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let udp_addr = udp.local_addr().unwrap();
         let e = UdpSocket::bind(udp_addr).err_of();
         assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}");

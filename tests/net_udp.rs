@@ -148,7 +148,7 @@ fn datagram_round_trips_ipv6() {
     }
     run(async {
         let (server, _server_seen) = echo_endpoint("[::1]:0").await;
-        let sock = UdpSocket::bind("[::1]:0".parse().unwrap()).unwrap();
+        let sock = UdpSocket::bind("[::1]:0").unwrap();
         let to = server.local_addr().unwrap();
         for d in sizes(65_527) {
             let (res, d) = sock.send_to(d, to).await;
@@ -255,8 +255,8 @@ fn sendto_rules_and_sends_after_close() {
 #[test]
 fn async_udp_socket() {
     run(async {
-        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         for d in sizes(MAX_V4) {
             let (res, d) = a.send_to(d, ba).await;
@@ -331,7 +331,7 @@ fn sendto_past_high_mark_inside_a_callback() {
             .await
             .unwrap();
         let to = server.local_addr().unwrap();
-        let client = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.set_recv_buffer_size(4 << 20).unwrap();
         for round in 1..=5 {
             let (res, _) = client.send_to(vec![round as u8], to).await;

@@ -3,16 +3,20 @@
 //! socket types with owned buffers ([`TcpListener`], [`TcpStream`], [`UdpSocket`],
 //! [`UnixListener`], [`UnixStream`], [`UnixDatagram`]).
 //!
-//! Addresses are strings as users type them (`"127.0.0.1:8080"`, `"[::1]:0"`,
-//! `"localhost:80"`). Numeric ones are used directly; host names are resolved on the
-//! loop's default executor (`run_in_executor`), so the loop never blocks on DNS.
+//! Addresses take every usual form through one trait, [`ToSocketAddrs`]: strings as users
+//! type them (`"127.0.0.1:8080"`, `"[::1]:0"`, `"localhost:80"`), `SocketAddr`,
+//! `(IpAddr, port)`, `(host, port)` (see [`addr`]). Numeric ones are used directly; host
+//! names are resolved on the loop's default executor (`run_in_executor`), so the loop
+//! never blocks on DNS.
 
+pub mod addr;
 mod server;
 mod socket;
 mod tcp;
 mod udp;
 mod unix;
 
+pub use addr::ToSocketAddrs;
 pub use server::{ACCEPT_BACKOFF, Server};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
@@ -20,7 +24,7 @@ pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -65,13 +69,21 @@ pub struct DatagramOptions {
     pub allow_broadcast: bool,
 }
 
-/// Resolves `"host:port"` to addresses: numeric addresses directly, host names on the
-/// running loop's default executor (the loop keeps running meanwhile). Errors name the
-/// address.
-pub async fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(a) = addr.parse::<SocketAddr>() {
-        return Ok(vec![a]);
-    }
+/// Resolves an address in any [`ToSocketAddrs`] form: numeric addresses directly, host
+/// names on the running loop's default executor (the loop keeps running meanwhile).
+/// Errors name the address.
+pub async fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let addr = match addr.to_target() {
+        addr::AddrTarget::Addrs(a) if a.is_empty() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no socket address given",
+            ));
+        }
+        addr::AddrTarget::Addrs(a) => return Ok(a),
+        addr::AddrTarget::Name(n) => n,
+    };
+    let addr = addr.as_str();
     if !addr.contains(':') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -85,7 +97,8 @@ pub async fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
     let addrs = event_loop
         .run_in_executor(move || {
             // crate::Error keeps the io::Error (shared), so the job's result is Clone.
-            let lookup = owned.to_socket_addrs().map_err(crate::Error::from);
+            let lookup = std::net::ToSocketAddrs::to_socket_addrs(owned.as_str())
+                .map_err(crate::Error::from);
             lookup.map(|it| it.collect::<Vec<_>>())
         })
         .await
@@ -129,7 +142,11 @@ impl EventLoop {
     /// })
     /// .unwrap();
     /// ```
-    pub async fn create_server<P, F>(&self, factory: F, addr: &str) -> io::Result<Server>
+    pub async fn create_server<P, F>(
+        &self,
+        factory: F,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<Server>
     where
         P: Protocol,
         F: FnMut() -> P + 'static,
@@ -142,7 +159,7 @@ impl EventLoop {
     pub async fn create_server_with<P, F>(
         &self,
         mut factory: F,
-        addr: &str,
+        addr: impl ToSocketAddrs,
         options: ServerOptions,
     ) -> io::Result<Server>
     where
@@ -159,7 +176,7 @@ impl EventLoop {
     pub async fn create_server_buffered<P, F>(
         &self,
         mut factory: F,
-        addr: &str,
+        addr: impl ToSocketAddrs,
     ) -> io::Result<Server>
     where
         P: BufferedProtocol,
@@ -228,7 +245,7 @@ impl EventLoop {
     pub async fn create_connection<P, F>(
         &self,
         factory: F,
-        addr: &str,
+        addr: impl ToSocketAddrs,
     ) -> io::Result<(StreamTransport, Rc<RefCell<P>>)>
     where
         P: Protocol,
@@ -246,7 +263,7 @@ impl EventLoop {
     pub async fn create_connection_buffered<P, F>(
         &self,
         factory: F,
-        addr: &str,
+        addr: impl ToSocketAddrs,
     ) -> io::Result<(StreamTransport, Rc<RefCell<P>>)>
     where
         P: BufferedProtocol,
@@ -392,7 +409,8 @@ impl EventLoop {
     }
 }
 
-async fn connect_tcp(addr: &str) -> io::Result<Socket> {
+async fn connect_tcp(addr: impl ToSocketAddrs) -> io::Result<Socket> {
+    let described = addr.to_target().describe();
     let addrs = resolve(addr).await?;
     let mut last_err = None;
     for a in addrs {
@@ -405,5 +423,5 @@ async fn connect_tcp(addr: &str) -> io::Result<Socket> {
             Err(e) => last_err = Some(with_context(e, "connect to", a)),
         }
     }
-    Err(last_err.unwrap_or_else(|| io::Error::other(format!("connect to {addr}: no address"))))
+    Err(last_err.unwrap_or_else(|| io::Error::other(format!("connect to {described}: no address"))))
 }

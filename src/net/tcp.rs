@@ -4,6 +4,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
+use super::addr::{ToSocketAddrs, resolve_blocking};
 use super::socket::{Socket, ip_of, listen_on, with_context};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::sys::socket::{RawAddr, domain_of};
@@ -16,7 +17,7 @@ use crate::sys::socket::{RawAddr, domain_of};
 /// use ringloop::net::{TcpListener, TcpStream};
 ///
 /// ringloop::run(async {
-///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 ///     let addr = listener.local_addr().unwrap();
 ///     let client = ringloop::spawn(async move {
 ///         let stream = TcpStream::connect(addr).await.unwrap();
@@ -37,12 +38,21 @@ pub struct TcpListener {
 
 impl TcpListener {
     /// Binds and listens (backlog 1024, `SO_REUSEADDR`). IPv6 sockets are v6-only.
-    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-        let fd = listen_on(domain_of(&addr), &RawAddr::from(addr), 1024, true, false)
-            .map_err(|e| with_context(e, "bind/listen on", addr))?;
-        Ok(TcpListener {
-            socket: Socket::from_owned(fd),
-        })
+    /// Any [`ToSocketAddrs`] form; a host name is resolved in place (blocking, as
+    /// `std::net::TcpListener::bind`), and each address is tried in turn.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let mut last_err = None;
+        for addr in resolve_blocking(&addr)? {
+            match listen_on(domain_of(&addr), &RawAddr::from(addr), 1024, true, false) {
+                Ok(fd) => {
+                    return Ok(TcpListener {
+                        socket: Socket::from_owned(fd),
+                    });
+                }
+                Err(e) => last_err = Some(with_context(e, "bind/listen on", addr)),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("bind: no address")))
     }
 
     /// Accepts one connection.
@@ -74,14 +84,18 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Connects to `addr`; errors name the address.
-    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-        let socket = Socket::new(domain_of(&addr), libc::SOCK_STREAM)?;
-        socket
-            .connect(RawAddr::from(addr))
-            .await
-            .map_err(|e| with_context(e, "connect to", addr))?;
-        Ok(TcpStream { socket })
+    /// Connects to `addr` (any [`ToSocketAddrs`] form; each resolved address in turn);
+    /// errors name the address.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last_err = None;
+        for addr in super::resolve(addr).await? {
+            let socket = Socket::new(domain_of(&addr), libc::SOCK_STREAM)?;
+            match socket.connect(RawAddr::from(addr)).await {
+                Ok(()) => return Ok(TcpStream { socket }),
+                Err(e) => last_err = Some(with_context(e, "connect to", addr)),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("connect: no address")))
     }
 
     /// Reads up to `buf.bytes_total()` bytes; `Ok(0)` is end of stream.

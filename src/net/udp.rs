@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use super::addr::{ToSocketAddrs, resolve_blocking};
 use super::socket::{Socket, ip_of, with_context};
 use super::tcp::clamp;
 use crate::buf::{IoBuf, IoBufMut};
@@ -16,8 +17,10 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds to `addr` (port 0 picks a free port).
-    pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    /// Binds to `addr` (port 0 picks a free port); any [`ToSocketAddrs`] form, a host
+    /// name resolved in place (blocking, as `std`), the first address used.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let addr = resolve_blocking(&addr)?[0];
         let socket = Socket::new(domain_of(&addr), libc::SOCK_DGRAM)?;
         let fd = socket.fd.clone();
         socket::bind_raw(fd.raw(), &RawAddr::from(addr))
@@ -26,7 +29,8 @@ impl UdpSocket {
     }
 
     /// Sets the default peer (`send`/`recv` then use it; ICMP errors surface).
-    pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let addr = super::resolve(addr).await?[0];
         self.socket
             .connect(RawAddr::from(addr))
             .await

@@ -67,7 +67,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use crate::event_loop::{EventLoop, get_running_loop};
-use crate::net::{Server, ServerOptions};
+use crate::net::{Server, ServerOptions, ToSocketAddrs};
 use crate::transport::StreamTransport;
 use protocol::{OnConnect, Shared, StreamReaderProtocol};
 use writer::Owner;
@@ -205,14 +205,15 @@ where
     }
 }
 
-/// asyncio's `open_connection`: connects to `addr` (`"host:port"`) on the running loop.
-pub async fn open_connection(addr: &str) -> io::Result<(StreamReader, StreamWriter)> {
+/// asyncio's `open_connection`: connects to `addr` (`"host:port"`, `(host, port)`, a
+/// `SocketAddr`: any [`ToSocketAddrs`]) on the running loop.
+pub async fn open_connection(addr: impl ToSocketAddrs) -> io::Result<(StreamReader, StreamWriter)> {
     open_connection_with(addr, DEFAULT_LIMIT).await
 }
 
 /// [`open_connection`] with the reader's `limit`.
 pub async fn open_connection_with(
-    addr: &str,
+    addr: impl ToSocketAddrs,
     limit: usize,
 ) -> io::Result<(StreamReader, StreamWriter)> {
     check_limit(limit)?;
@@ -245,7 +246,10 @@ pub async fn open_unix_connection_with(
 
 /// asyncio's `start_server`: listens on `addr` and calls `client_connected_cb` with each
 /// connection's reader and writer; the future it returns runs as a task.
-pub async fn start_server<F, Fut>(client_connected_cb: F, addr: &str) -> io::Result<Server>
+pub async fn start_server<F, Fut>(
+    client_connected_cb: F,
+    addr: impl ToSocketAddrs,
+) -> io::Result<Server>
 where
     F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -262,7 +266,7 @@ where
 /// [`start_server`] with the readers' `limit` and the server's options.
 pub async fn start_server_with<F, Fut>(
     client_connected_cb: F,
-    addr: &str,
+    addr: impl ToSocketAddrs,
     limit: usize,
     options: ServerOptions,
 ) -> io::Result<Server>
