@@ -179,15 +179,8 @@ pub(crate) fn current_task_name() -> Option<String> {
     CURRENT.with(|c| c.borrow().as_ref().map(|t| t.info().name()))
 }
 
-/// Every task not yet finished on the running loop (else the thread's current loop),
-/// asyncio's `all_tasks()`. Order: by slot in the loop's task table.
+/// Every task not yet finished on the running loop, asyncio's `all_tasks()` (empty
+/// outside a running loop, where asyncio raises). Order: by slot in the loop's task table.
 pub fn all_tasks() -> Vec<Task> {
-    let from_running = with_running(|running| running.map(|l| super::live_tasks(l)));
-    match from_running {
-        Some(tasks) => tasks,
-        None => match crate::event_loop::get_event_loop_if_set() {
-            Some(l) => super::live_tasks(&l.inner),
-            None => Vec::new(),
-        },
-    }
+    with_running(|running| running.map(|l| super::live_tasks(l)).unwrap_or_default())
 }

@@ -222,12 +222,7 @@ impl ReadInner {
             .take()
             .unwrap_or_else(|| Vec::with_capacity(READ_SIZE));
         let read = op::Read::new(fd, buf, CURRENT_POSITION);
-        match self
-            .event_loop
-            .inner
-            .driver
-            .submit(read, self.clone(), TAG_IO)
-        {
+        match self.event_loop.driver().submit(read, self.clone(), TAG_IO) {
             Ok(read) => st.read = Some(read),
             Err((e, _)) => {
                 drop(st);
@@ -567,7 +562,7 @@ impl WriteInner {
         if st.write.is_none() && !st.flush_scheduled {
             st.flush_scheduled = true;
             drop(st);
-            self.event_loop.inner.schedule_flush(self.clone());
+            self.event_loop.schedule_flush(self.clone());
         } else {
             drop(st);
         }
@@ -593,12 +588,7 @@ impl WriteInner {
 
     fn push_write(self: &Rc<Self>, st: &mut WriteState, fd: SharedFd, buf: Slice<Bytes>) {
         let write = op::Write::new(fd, buf, CURRENT_POSITION);
-        match self
-            .event_loop
-            .inner
-            .driver
-            .submit(write, self.clone(), TAG_IO)
-        {
+        match self.event_loop.driver().submit(write, self.clone(), TAG_IO) {
             Ok(write) => st.write = Some(write),
             Err((e, _)) => {
                 st.in_flight = 0;
@@ -642,7 +632,7 @@ impl WriteInner {
                 if !st.backlog.is_empty() && !st.lost_scheduled && !st.flush_scheduled {
                     st.flush_scheduled = true;
                     drop(st);
-                    self.event_loop.inner.schedule_flush(self.clone());
+                    self.event_loop.schedule_flush(self.clone());
                 } else {
                     drop(st);
                 }
@@ -680,8 +670,7 @@ impl WriteInner {
         let poll = op::PollAdd::new(fd, libc::POLLERR as u32);
         if let Ok(watch) = self
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(poll, self.clone(), TAG_WATCH)
         {
             st.watch = Some(watch);
