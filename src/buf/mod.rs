@@ -16,7 +16,10 @@
 //! | `&'static [u8]`, `&'static str` | the whole slice | — |
 //! | [`Slice<B>`] | a sub-range of `B` | a sub-range of `B` |
 
+mod aligned;
 pub(crate) mod ring;
+
+pub use aligned::AlignedBuf;
 
 use std::ops::{Bound, RangeBounds};
 

@@ -30,7 +30,6 @@ mod renameat;
 mod salvage;
 mod send;
 mod sendv;
-mod splice;
 mod statx;
 mod symlinkat;
 mod unlinkat;
@@ -60,7 +59,6 @@ pub(crate) use renameat::RenameAt;
 pub(crate) use salvage::SalvagingRead;
 pub(crate) use send::Send;
 pub(crate) use sendv::SendV;
-pub(crate) use splice::Splice;
 pub(crate) use statx::Statx;
 pub(crate) use symlinkat::SymlinkAt;
 pub(crate) use unlinkat::UnlinkAt;
@@ -136,7 +134,6 @@ pub(crate) fn runs_on_epoll(code: u8) -> bool {
         opcode::MkDirAt::CODE,
         opcode::SymlinkAt::CODE,
         opcode::LinkAt::CODE,
-        opcode::Splice::CODE,
     ]
     .contains(&code)
 }

@@ -73,6 +73,11 @@ unsafe fn run(dirfd: RawFd, args: &mut [u64; ARGS]) -> Outcome {
     let [path, flags, mode, _] = *args;
     // SAFETY: forwarded from the caller (the path the op owns).
     Outcome::Done(unsafe {
-        sfs::openat(dirfd, path as *const libc::c_char, flags as i32, mode as u32)
+        sfs::openat(
+            dirfd,
+            path as *const libc::c_char,
+            flags as i32,
+            mode as u32,
+        )
     })
 }

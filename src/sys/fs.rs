@@ -1,11 +1,9 @@
 //! File and path syscalls, in the CQE convention (a count or fd, or `-errno`): what the
 //! epoll engine's pool threads run for `crate::fs` ops (see `driver::Interest::Blocking`),
-//! and what `crate::fs` needs that no op covers (`sendfile`, pipes for splice).
+//! and the `O_DIRECT` alignment query `crate::fs` makes at open.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-use super::cvt;
+use std::os::fd::RawFd;
 
 /// `rc`, or `-errno` when it is negative.
 fn res(rc: i64) -> i32 {
@@ -115,50 +113,6 @@ pub(crate) unsafe fn linkat(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     res(unsafe { libc::linkat(olddir, old, newdir, new, flags) }.into())
-}
-
-/// `sendfile(2)` of up to `count` bytes of `file` from `offset` to `out` (a socket; with
-/// `O_NONBLOCK` on it, `-EAGAIN` when its buffer is full).
-pub(crate) fn sendfile(out: RawFd, file: RawFd, offset: u64, count: usize) -> i32 {
-    let mut off = offset as libc::off_t;
-    // SAFETY: `off` is a valid off_t for the duration of the call.
-    res(unsafe { libc::sendfile(out, file, &mut off, count) } as i64)
-}
-
-/// `splice(2)` of up to `len` bytes from `fd_in` (at `off_in` unless it is `u64::MAX`)
-/// to `fd_out` (a pipe end or a socket), non-blocking.
-pub(crate) fn splice(fd_in: RawFd, off_in: u64, fd_out: RawFd, len: usize) -> i32 {
-    let mut off = off_in as libc::loff_t;
-    let off_ptr = if off_in == u64::MAX {
-        std::ptr::null_mut()
-    } else {
-        &mut off as *mut libc::loff_t
-    };
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-    // SAFETY: `off_ptr` is null or points to `off` for the duration of the call.
-    res(unsafe { libc::splice(fd_in, off_ptr, fd_out, std::ptr::null_mut(), len, flags) } as i64)
-}
-
-/// A close-on-exec pipe `(read end, write end)`, its write end non-blocking.
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: both fds are fresh and owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    Ok((r, w))
-}
-
-/// The pipe's capacity (`F_GETPIPE_SZ`).
-pub(crate) fn pipe_size(fd: RawFd) -> io::Result<usize> {
-    // SAFETY: no pointers.
-    cvt(unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) }).map(|n| n as usize)
-}
-
-/// The file status flags (`F_GETFL`): `O_DIRECT`, `O_APPEND`, ...
-pub(crate) fn status_flags(fd: RawFd) -> io::Result<i32> {
-    // SAFETY: no pointers.
-    cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })
 }
 
 /// The logical block size an `O_DIRECT` transfer on `fd` must be aligned to: the
