@@ -18,6 +18,7 @@
 
 mod aligned;
 pub(crate) mod ring;
+pub(crate) mod rings;
 
 pub use aligned::AlignedBuf;
 
