@@ -136,6 +136,12 @@ impl Executor {
     fn submit(&self, job: Job) -> Result<(), Error> {
         self.handle.pool.submit(job, &self.handle.pool)
     }
+
+    /// Queues a plain job (no future, no loop): the epoll engine's blocking ops
+    /// (`driver::Interest::Blocking`) use it. The job must not panic.
+    pub(crate) fn submit_job(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Error> {
+        self.submit(job)
+    }
 }
 
 impl fmt::Debug for Executor {

@@ -74,6 +74,7 @@ mod error;
 mod event_loop;
 mod executor;
 pub mod fd;
+pub mod fs;
 mod future;
 pub mod net;
 mod op;

@@ -16,8 +16,11 @@
 //! | `&'static [u8]`, `&'static str` | the whole slice | — |
 //! | [`Slice<B>`] | a sub-range of `B` | a sub-range of `B` |
 
+mod aligned;
 pub(crate) mod ring;
 pub(crate) mod rings;
+
+pub use aligned::AlignedBuf;
 
 use std::ops::{Bound, RangeBounds};
 

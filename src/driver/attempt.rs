@@ -23,6 +23,10 @@ pub(crate) enum Interest {
     Now,
     /// Closes the fd: the engine forgets its registration first, then runs it at once.
     Close,
+    /// A call that may block (file I/O, path operations: epoll cannot wait on a regular
+    /// file): the epoll engine runs it on a pool thread and completes it from there, never
+    /// on the loop's thread. The fd is not registered with epoll.
+    Blocking,
 }
 
 /// What one try produced.

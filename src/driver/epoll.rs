@@ -11,7 +11,11 @@
 //!   ([`Outcome::Drained`]) clears the cache too (with edge triggering, new data brings a
 //!   new edge), which saves the `EAGAIN` read most loops pay;
 //! - ops on one fd and direction run in submission order;
-//! - regular files (which epoll refuses) are "always ready": their ops run at once.
+//! - regular files (which epoll refuses) are "always ready": their ops run at once;
+//! - ops whose attempt says [`Interest::Blocking`] (file I/O, path calls: `crate::fs`)
+//!   run on a thread of the engine's [`Executor`] (the pool behind `run_in_executor`),
+//!   which sends back `(user_data, result)` through a queue and wakes the loop; they
+//!   complete through the same slots as every other op (see `docs/files.md`).
 //!
 //! It never reads SQE bytes: what an op does is its attempt's `run` function. Multishot
 //! accept is emulated (an attempt that answers [`Outcome::More`], at most
@@ -23,15 +27,20 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::attempt::{Attempt, Interest, Outcome};
-use super::{Completion, DriverStats, Wait};
+use super::{Completion, DriverStats, Unparker, Wait};
+use crate::executor::Executor;
 use crate::sys::nonblocking as nb;
 
 const F_MORE: u32 = 1 << 1;
 /// A multishot op yields to others after this many completions in a row.
 const MULTISHOT_BATCH: usize = 32;
+/// The bound on the threads running blocking ops (spawned as needed): enough for a queue
+/// depth of 64 file reads in flight, as fio's `psync` engine with 64 jobs.
+const BLOCKING_THREADS: usize = 64;
 
 /// Which readiness a pending op waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,12 +114,81 @@ pub(super) struct EpollEngine {
     /// The last blocking enter returned without `epoll_wait`: what it ran had completed
     /// at once (see `enter`). The next one polls, so other fds' readiness is never starved.
     skipped_wait: bool,
+    /// Blocking ops run on pool threads, and what they finished (see `start_blocking`).
+    blocking: BlockingOps,
+}
+
+/// The engine's side of [`Interest::Blocking`] ops: a pool, created at the first such
+/// op, and the queue its threads post `(user_data, result)` to before waking the loop.
+struct BlockingOps {
+    pool: Option<Executor>,
+    done: Arc<Mutex<Vec<(u64, i32)>>>,
+    unparker: Unparker,
+    /// Ops handed to the pool whose result has not been collected.
+    running: usize,
+}
+
+impl BlockingOps {
+    /// Hands `attempt` to a pool thread; false if no thread could take it.
+    fn start(&mut self, ud: u64, attempt: Attempt) -> bool {
+        let pool = match &self.pool {
+            Some(p) => p,
+            None => match Executor::new(BLOCKING_THREADS) {
+                Ok(p) => self.pool.insert(p),
+                Err(_) => return false,
+            },
+        };
+        let done = self.done.clone();
+        let unparker = self.unparker.clone();
+        let mut attempt = attempt;
+        let job = Box::new(move || {
+            // SAFETY: the op is in flight until the loop reaps the result this job posts
+            // below, so every pointer its attempt carries is alive for this call; nothing
+            // on the loop's thread touches the op's memory meanwhile (an InFlight or an
+            // orphan owns it, and neither reads it before the completion).
+            let r = match unsafe { attempt.run() } {
+                Outcome::Done(r) | Outcome::Drained(r) | Outcome::More(r) => r,
+                Outcome::NotReady => -libc::EAGAIN,
+            };
+            done.lock().unwrap_or_else(|p| p.into_inner()).push((ud, r));
+            unparker.unpark();
+        });
+        if pool.submit_job(job).is_err() {
+            return false;
+        }
+        self.running += 1;
+        true
+    }
+
+    /// Moves what the pool finished into `out`.
+    fn collect(&mut self, out: &mut VecDeque<(u64, Completion)>) {
+        if self.running == 0 {
+            return;
+        }
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        self.running -= done.len();
+        out.extend(
+            done.drain(..)
+                .map(|(ud, result)| (ud, Completion { result, flags: 0 })),
+        );
+    }
+}
+
+impl Drop for BlockingOps {
+    fn drop(&mut self) {
+        // Jobs still queued run and post into `done` (kept alive by their Arc); the
+        // driver only drops the engine once every slot was reaped or leaked.
+        if let Some(pool) = self.pool.take() {
+            pool.shutdown(false);
+        }
+    }
 }
 
 impl EpollEngine {
-    /// An engine woken by `wake_fd` (an eventfd; made non-blocking here, read on each
+    /// An engine woken by `unparker`'s eventfd (made non-blocking here, read on each
     /// wake-up).
-    pub(super) fn new(wake_fd: RawFd) -> io::Result<Self> {
+    pub(super) fn new(unparker: Unparker) -> io::Result<Self> {
+        let wake_fd = unparker.raw();
         let epfd = nb::epoll_create()?;
         nb::set_nonblocking(wake_fd)?;
         nb::epoll_add(epfd.as_raw_fd(), wake_fd)?;
@@ -124,6 +202,12 @@ impl EpollEngine {
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
             rerun: Vec::new(),
             skipped_wait: false,
+            blocking: BlockingOps {
+                pool: None,
+                done: Arc::new(Mutex::new(Vec::new())),
+                unparker,
+                running: 0,
+            },
         })
     }
 
@@ -175,6 +259,7 @@ impl EpollEngine {
         for (fd, dir) in std::mem::take(&mut self.rerun) {
             self.run_waiters(fd, dir);
         }
+        self.blocking.collect(&mut self.completions);
         let timeout_ms = match how {
             Wait::IfSubmitting => return Ok(()),
             Wait::Poll => 0,
@@ -218,6 +303,7 @@ impl EpollEngine {
             self.run_waiters(fd, Dir::Read);
             self.run_waiters(fd, Dir::Write);
         }
+        self.blocking.collect(&mut self.completions);
         Ok(())
     }
 
@@ -262,6 +348,12 @@ impl EpollEngine {
         let dir = match attempt.interest {
             Interest::Read => Dir::Read,
             Interest::Write => Dir::Write,
+            Interest::Blocking => {
+                if !self.blocking.start(ud, attempt) {
+                    self.complete(ud, -libc::EAGAIN, 0);
+                }
+                return;
+            }
             Interest::Now | Interest::Close => {
                 if attempt.interest == Interest::Close {
                     nb::epoll_del(self.epfd.as_raw_fd(), attempt.fd);

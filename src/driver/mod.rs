@@ -157,7 +157,7 @@ impl Driver {
     /// Sets up the epoll engine (readiness-based emulation of the same ops).
     pub(crate) fn new_epoll() -> io::Result<Driver> {
         let unparker = Unparker::new()?;
-        let engine = EpollEngine::new(unparker.raw())?;
+        let engine = EpollEngine::new(unparker.clone())?;
         let driver = Self::with_backend(Backend::Epoll(engine), unparker);
         driver.inner.borrow_mut().wake_registered = true;
         Ok(driver)

@@ -12,17 +12,27 @@ mod accept;
 mod accepts;
 mod close;
 mod connect;
+mod fallocate;
+mod fsync;
+mod ftruncate;
 mod inflight;
+mod linkat;
+mod mkdirat;
 mod msg;
 mod nop;
+mod open;
 mod poll;
 mod read;
 mod readv;
 mod recv;
 mod recv_multi;
+mod renameat;
 mod salvage;
 mod send;
 mod sendv;
+mod statx;
+mod symlinkat;
+mod unlinkat;
 mod waitid;
 mod write;
 mod writev;
@@ -31,17 +41,27 @@ pub(crate) use accept::Accept;
 pub(crate) use accepts::Accepts;
 pub(crate) use close::Close;
 pub(crate) use connect::Connect;
+pub(crate) use fallocate::Fallocate;
+pub(crate) use fsync::Fsync;
+pub(crate) use ftruncate::Ftruncate;
 pub(crate) use inflight::InFlight;
+pub(crate) use linkat::LinkAt;
+pub(crate) use mkdirat::MkDirAt;
 pub(crate) use msg::{MsgParts, Received, RecvMsg, SendMsg};
 pub(crate) use nop::Nop;
+pub(crate) use open::OpenAt;
 pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
 pub(crate) use recv::Recv;
 pub(crate) use recv_multi::{RecvMsgMulti, RecvMulti};
+pub(crate) use renameat::RenameAt;
 pub(crate) use salvage::SalvagingRead;
 pub(crate) use send::Send;
 pub(crate) use sendv::SendV;
+pub(crate) use statx::Statx;
+pub(crate) use symlinkat::SymlinkAt;
+pub(crate) use unlinkat::UnlinkAt;
 pub(crate) use waitid::WaitId;
 pub(crate) use write::Write;
 pub(crate) use writev::Writev;
@@ -103,6 +123,17 @@ pub(crate) fn runs_on_epoll(code: u8) -> bool {
         opcode::SendMsg::CODE,
         opcode::RecvMsg::CODE,
         opcode::PollAdd::CODE,
+        // File and path ops: run on the engine's pool threads (`Interest::Blocking`).
+        opcode::OpenAt::CODE,
+        opcode::Fsync::CODE,
+        opcode::Statx::CODE,
+        opcode::Fallocate::CODE,
+        opcode::Ftruncate::CODE,
+        opcode::UnlinkAt::CODE,
+        opcode::RenameAt::CODE,
+        opcode::MkDirAt::CODE,
+        opcode::SymlinkAt::CODE,
+        opcode::LinkAt::CODE,
     ]
     .contains(&code)
 }

@@ -16,11 +16,27 @@ pub(crate) struct Read<B> {
     fd: SharedFd,
     buf: B,
     offset: u64,
+    /// A regular file: the epoll engine runs it on a pool thread (`Interest::Blocking`).
+    file: bool,
 }
 
 impl<B: IoBufMut> Read<B> {
     pub(crate) fn new(fd: SharedFd, buf: B, offset: u64) -> Self {
-        Read { fd, buf, offset }
+        Read {
+            fd,
+            buf,
+            offset,
+            file: false,
+        }
+    }
+}
+
+impl<B> Read<B> {
+    /// Marks the op as one on a regular file, which the epoll engine runs on a pool
+    /// thread instead of the loop's (epoll cannot wait on a file; see `docs/files.md`).
+    pub(crate) fn on_file(mut self) -> Self {
+        self.file = true;
+        self
     }
 }
 
@@ -52,7 +68,11 @@ unsafe impl<B: IoBufMut> OpKind for Read<B> {
         let len = self.buf.bytes_total() as u64;
         Some(Attempt::new(
             self.fd.raw(),
-            Interest::Read,
+            if self.file {
+                Interest::Blocking
+            } else {
+                Interest::Read
+            },
             [ptr, len, self.offset, 0],
             run,
         ))

@@ -16,11 +16,27 @@ pub(crate) struct Write<B> {
     fd: SharedFd,
     buf: B,
     offset: u64,
+    /// A regular file: the epoll engine runs it on a pool thread (`Interest::Blocking`).
+    file: bool,
 }
 
 impl<B: IoBuf> Write<B> {
     pub(crate) fn new(fd: SharedFd, buf: B, offset: u64) -> Self {
-        Write { fd, buf, offset }
+        Write {
+            fd,
+            buf,
+            offset,
+            file: false,
+        }
+    }
+}
+
+impl<B> Write<B> {
+    /// Marks the op as one on a regular file, which the epoll engine runs on a pool
+    /// thread instead of the loop's (epoll cannot wait on a file; see `docs/files.md`).
+    pub(crate) fn on_file(mut self) -> Self {
+        self.file = true;
+        self
     }
 }
 
@@ -43,7 +59,11 @@ unsafe impl<B: IoBuf> OpKind for Write<B> {
         let len = self.buf.bytes_init() as u64;
         Some(Attempt::new(
             self.fd.raw(),
-            Interest::Write,
+            if self.file {
+                Interest::Blocking
+            } else {
+                Interest::Write
+            },
             [ptr, len, self.offset, 0],
             run,
         ))

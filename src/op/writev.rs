@@ -17,6 +17,8 @@ pub(crate) struct Writev<B> {
     bufs: Vec<B>,
     iovecs: Vec<libc::iovec>,
     offset: u64,
+    /// A regular file: the epoll engine runs it on a pool thread (`Interest::Blocking`).
+    file: bool,
 }
 
 impl<B: IoBuf> Writev<B> {
@@ -37,7 +39,17 @@ impl<B: IoBuf> Writev<B> {
             bufs,
             iovecs,
             offset,
+            file: false,
         })
+    }
+}
+
+impl<B> Writev<B> {
+    /// Marks the op as one on a regular file, which the epoll engine runs on a pool
+    /// thread instead of the loop's (epoll cannot wait on a file; see `docs/files.md`).
+    pub(crate) fn on_file(mut self) -> Self {
+        self.file = true;
+        self
     }
 }
 
@@ -63,7 +75,11 @@ unsafe impl<B: IoBuf> OpKind for Writev<B> {
         let n = self.iovecs.len() as u64;
         Some(Attempt::new(
             self.fd.raw(),
-            Interest::Write,
+            if self.file {
+                Interest::Blocking
+            } else {
+                Interest::Write
+            },
             [iov, n, self.offset, 0],
             run,
         ))

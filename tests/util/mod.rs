@@ -10,6 +10,7 @@
 //! - [`child`]: re-running this test binary as a child, and the example binaries
 //! - [`net`], [`protocols`], [`echo_server`]: loopback clients and servers
 //! - [`seccomp`]: refusing `io_uring_setup` in a child
+//! - [`tmp`]: a temporary directory removed on drop
 //!
 //! Each test file includes this with `mod util;`; not every file uses every helper.
 //! Everything is re-exported here, so `use util::*;` or `util::name` reaches it.
@@ -25,6 +26,7 @@ pub mod protocols;
 pub mod run;
 pub mod seccomp;
 pub mod serial;
+pub mod tmp;
 
 pub use child::*;
 pub use echo_server::*;
@@ -35,3 +37,4 @@ pub use proc::*;
 pub use protocols::*;
 pub use run::*;
 pub use serial::*;
+pub use tmp::*;
