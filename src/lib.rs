@@ -39,6 +39,9 @@
 //! | `StreamReader.read(n)` / `read(-1)`, `readline`, `readuntil`, `readexactly`, `at_eof` | [`StreamReader::read`] / [`StreamReader::read_to_end`], [`StreamReader::readline`], [`StreamReader::readuntil`], [`StreamReader::readexactly`], [`StreamReader::at_eof`] |
 //! | `IncompleteReadError(partial, expected)`, `LimitOverrunError(consumed)` | [`StreamError::IncompleteRead`], [`StreamError::LimitOverrun`] |
 //! | `StreamWriter.write`, `writelines`, `drain`, `write_eof`, `can_write_eof`, `close`, `is_closing`, `wait_closed`, `get_extra_info`, `transport` | same names on [`StreamWriter`] |
+//! | `asyncio.Lock` (`acquire`, `release`, `locked`, `async with`) | [`Lock`] (`acquire().await` → [`LockGuard`], released on drop; [`Lock::release`], [`Lock::locked`]) |
+//! | `asyncio.Event` (`set`, `clear`, `is_set`, `wait`) | [`Event`] |
+//! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -76,6 +79,7 @@ pub mod process;
 mod protocol;
 pub mod signal;
 pub mod streams;
+pub mod sync;
 mod sys;
 mod task;
 pub mod transport;
@@ -94,6 +98,7 @@ pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
 };
+pub use sync::{BoundedSemaphore, Event, Lock, LockGuard, Semaphore, SemaphoreGuard};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, as_completed, create_task, ensure_future, gather,
     run, sleep, spawn, timeout, wait, wait_for, yield_now,
