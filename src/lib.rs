@@ -44,6 +44,9 @@
 //! | `StreamReader.read(n)` / `read(-1)`, `readline`, `readuntil`, `readexactly`, `at_eof` | [`StreamReader::read`] / [`StreamReader::read_to_end`], [`StreamReader::readline`], [`StreamReader::readuntil`], [`StreamReader::readexactly`], [`StreamReader::at_eof`] |
 //! | `IncompleteReadError(partial, expected)`, `LimitOverrunError(consumed)` | [`StreamError::IncompleteRead`], [`StreamError::LimitOverrun`] |
 //! | `StreamWriter.write`, `writelines`, `drain`, `write_eof`, `can_write_eof`, `close`, `is_closing`, `wait_closed`, `get_extra_info`, `transport` | same names on [`StreamWriter`] |
+//! | `asyncio.Lock` (`acquire`, `release`, `locked`, `async with`) | [`Lock`] (`acquire().await` → [`LockGuard`], released on drop; [`Lock::release`], [`Lock::locked`]) |
+//! | `asyncio.Event` (`set`, `clear`, `is_set`, `wait`) | [`Event`] |
+//! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -82,6 +85,7 @@ pub mod process;
 mod protocol;
 pub mod signal;
 pub mod streams;
+pub mod sync;
 mod sys;
 mod task;
 pub mod transport;
@@ -100,6 +104,7 @@ pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
 };
+pub use sync::{BoundedSemaphore, Event, Lock, LockGuard, Semaphore, SemaphoreGuard};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, Task, TaskFailure, TaskGroup, TaskGroupError,
     TaskSpawner, Timeout, TimeoutScope, WithTimeout, all_tasks, as_completed, create_task,
