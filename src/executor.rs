@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use crate::error::Error;
-use crate::event_loop::{EventLoop, get_running_loop};
+use crate::event_loop::{EventLoop, Phase, Service, get_running_loop};
 use crate::future::Future;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -253,7 +253,7 @@ enum Outcome {
 
 type Completer = Box<dyn FnOnce(Outcome)>;
 
-/// A loop's executor state (a field of the loop).
+/// A loop's executor state (a loop service, created on first use).
 #[derive(Default)]
 pub(crate) struct LoopExecutor {
     default: RefCell<Option<Executor>>,
@@ -284,10 +284,16 @@ impl LoopExecutor {
         *default = Some(executor.clone());
         Ok(executor)
     }
+}
+
+impl Service for LoopExecutor {
+    fn phase(&self) -> Phase {
+        Phase::Executor
+    }
 
     /// The loop closes: the default executor shuts down without waiting, and results on
     /// their way are dropped.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.shutdown_called.set(true);
         let default = self.default.borrow_mut().take();
         if let Some(executor) = &default {
@@ -304,10 +310,13 @@ fn deliver(loop_id: u64, id: u64, outcome: Outcome) {
     let Ok(event_loop) = get_running_loop() else {
         return;
     };
-    if event_loop.inner.id() != loop_id {
+    if event_loop.id() != loop_id {
         return;
     }
-    let completer = event_loop.inner.executor.pending.borrow_mut().remove(&id);
+    let Some(state) = event_loop.existing_service::<LoopExecutor>() else {
+        return;
+    };
+    let completer = state.pending.borrow_mut().remove(&id);
     if let Some(completer) = completer {
         completer(outcome);
     }
@@ -340,7 +349,7 @@ impl EventLoop {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        match self.inner.executor.default_executor() {
+        match self.service::<LoopExecutor>().default_executor() {
             Ok(executor) => self.run_in_executor_with(&executor, f),
             Err(e) => failed(self, e),
         }
@@ -358,7 +367,10 @@ impl EventLoop {
         }
         let (future, id, job) = self.job(f);
         if let Err(e) = executor.submit(job) {
-            self.inner.executor.pending.borrow_mut().remove(&id);
+            self.service::<LoopExecutor>()
+                .pending
+                .borrow_mut()
+                .remove(&id);
             // The future is new and pending: setting it cannot fail.
             let _ = future.set_exception(e);
         }
@@ -369,7 +381,11 @@ impl EventLoop {
     /// previous default is dropped; if nothing else holds it, it shuts down without
     /// waiting (its queued jobs still run and deliver).
     pub fn set_default_executor(&self, executor: Executor) {
-        let old = self.inner.executor.default.borrow_mut().replace(executor);
+        let old = self
+            .service::<LoopExecutor>()
+            .default
+            .borrow_mut()
+            .replace(executor);
         drop(old);
     }
 
@@ -384,8 +400,9 @@ impl EventLoop {
             )
             .into());
         }
-        self.inner.executor.default_threads.set(Some(n));
-        let old = self.inner.executor.default.borrow_mut().take();
+        let state = self.service::<LoopExecutor>();
+        state.default_threads.set(Some(n));
+        let old = state.default.borrow_mut().take();
         drop(old);
         Ok(())
     }
@@ -406,8 +423,9 @@ impl EventLoop {
     /// .unwrap();
     /// ```
     pub async fn shutdown_default_executor(&self) -> Result<(), Error> {
-        self.inner.executor.shutdown_called.set(true);
-        let Some(executor) = self.inner.executor.default.borrow_mut().take() else {
+        let state = self.service::<LoopExecutor>();
+        state.shutdown_called.set(true);
+        let Some(executor) = state.default.borrow_mut().take() else {
             return Ok(());
         };
         if self.is_closed() {
@@ -419,7 +437,10 @@ impl EventLoop {
             .name("ringloop-executor-shutdown".into())
             .spawn(job);
         if let Err(e) = spawned {
-            self.inner.executor.pending.borrow_mut().remove(&id);
+            self.service::<LoopExecutor>()
+                .pending
+                .borrow_mut()
+                .remove(&id);
             return Err(io::Error::new(
                 e.kind(),
                 format!("shutdown_default_executor: cannot spawn a thread: {e}"),
@@ -436,7 +457,7 @@ impl EventLoop {
         F: FnOnce() -> T + Send + 'static,
     {
         let future: Future<T> = Future::with_loop(Some(self));
-        let state = &self.inner.executor;
+        let state = self.service::<LoopExecutor>();
         let id = state.next_id.get();
         state.next_id.set(id + 1);
 
@@ -465,7 +486,7 @@ impl EventLoop {
         });
 
         let remote = self.remote();
-        let loop_id = self.inner.id();
+        let loop_id = self.id();
         let job: Job = Box::new(move || {
             let outcome = if cancelled.load(Ordering::Acquire) {
                 Outcome::Skipped

@@ -8,12 +8,12 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::Error;
 use crate::event_loop::{
-    EventLoop, ExceptionContext, LoopInner, get_event_loop_if_set, get_running_loop,
+    EventLoop, ExceptionContext, WeakLoop, get_event_loop_if_set, get_running_loop,
 };
 
 enum Slot<T> {
@@ -32,7 +32,7 @@ struct Inner<T> {
     next_callback_id: Cell<u64>,
     /// Whether the error (if any) was looked at; an unseen error is reported on drop.
     retrieved: Cell<bool>,
-    event_loop: Weak<LoopInner>,
+    event_loop: WeakLoop,
 }
 
 /// Identifies a done-callback for [`Future::remove_done_callback`].
@@ -92,7 +92,7 @@ impl<T: 'static> Future<T> {
                 wakers: RefCell::new(Vec::new()),
                 next_callback_id: Cell::new(0),
                 retrieved: Cell::new(false),
-                event_loop: event_loop.map_or_else(Weak::new, |l| Rc::downgrade(&l.inner)),
+                event_loop: event_loop.map_or_else(WeakLoop::default, EventLoop::downgrade),
             }),
         }
     }
@@ -181,7 +181,6 @@ impl<T: 'static> Future<T> {
             .inner
             .event_loop
             .upgrade()
-            .map(|inner| EventLoop { inner })
             .or_else(|| get_running_loop().ok())
             .or_else(get_event_loop_if_set);
         let this = self.clone();
@@ -236,7 +235,7 @@ impl<T> Drop for Inner<T> {
                 error: Some(e.clone()),
             };
             match self.event_loop.upgrade() {
-                Some(l) => l.report(context),
+                Some(l) => l.call_exception_handler(context),
                 None => eprintln!("ringloop: {}: {e}", context.message),
             }
         }

@@ -45,7 +45,7 @@ use std::io;
 use std::rc::Rc;
 
 use crate::error::Error;
-use crate::event_loop::{EventLoop, ExceptionContext, get_running_loop};
+use crate::event_loop::{EventLoop, ExceptionContext, Phase, Service, get_running_loop};
 use crate::fd::Fd;
 use crate::sys::signal::{self as sys, SIGINFO_SIZE, SigSet};
 use crate::task::JoinHandle;
@@ -56,7 +56,7 @@ const BATCH: usize = 16;
 type Callback = Rc<dyn Fn()>;
 type Handlers = Rc<RefCell<HashMap<i32, Callback>>>;
 
-/// A loop's signal handlers (a field of the loop; empty until the first handler).
+/// A loop's signal handlers (a loop service, created with the first handler).
 #[derive(Default)]
 pub(crate) struct LoopSignals {
     state: RefCell<Option<Active>>,
@@ -70,10 +70,14 @@ struct Active {
     reader: JoinHandle<()>,
 }
 
-impl LoopSignals {
+impl Service for LoopSignals {
+    fn phase(&self) -> Phase {
+        Phase::Signals
+    }
+
     /// Removes every handler: the reader stops, the signalfd closes (once the read in
-    /// flight completes), and each signal's mask is restored. Called by the loop's close.
-    pub(crate) fn close(&self) {
+    /// flight completes), and each signal's mask is restored.
+    fn close(&self) {
         let Some(active) = self.state.borrow_mut().take() else {
             return;
         };
@@ -129,7 +133,7 @@ impl EventLoop {
             return Err(Error::Closed);
         }
         let callback: Callback = Rc::new(callback);
-        let signals = &self.inner.signals;
+        let signals = self.service::<LoopSignals>();
         let mut state = signals.state.borrow_mut();
         if let Some(active) = state.as_ref() {
             let old = active.handlers.borrow_mut().remove(&sig);
@@ -168,7 +172,9 @@ impl EventLoop {
     /// error, as for [`EventLoop::add_signal_handler`].
     pub fn remove_signal_handler(&self, sig: i32) -> Result<bool, Error> {
         check_signal(sig, "remove_signal_handler")?;
-        let signals = &self.inner.signals;
+        let Some(signals) = self.existing_service::<LoopSignals>() else {
+            return Ok(false);
+        };
         let mut state = signals.state.borrow_mut();
         let Some(active) = state.as_mut() else {
             return Ok(false);

@@ -17,6 +17,7 @@
 //! | [`Slice<B>`] | a sub-range of `B` | a sub-range of `B` |
 
 pub(crate) mod ring;
+pub(crate) mod rings;
 
 use std::ops::{Bound, RangeBounds};
 

@@ -240,8 +240,7 @@ impl Listener {
         };
         match server
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(accept, self.clone(), TAG_ACCEPT)
         {
             Ok(accept) => *self.accept.borrow_mut() = Some(accept),

@@ -43,7 +43,6 @@ pub use child::{
     create_subprocess_shell,
 };
 pub use protocol::SubprocessProtocol;
-pub(crate) use transport::LoopProcesses;
 pub use transport::{PipeTransport, SubprocessTransport};
 
 use std::cell::RefCell;

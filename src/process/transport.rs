@@ -16,7 +16,7 @@ use io_uring::opcode;
 
 use super::SubprocessProtocol;
 use crate::driver::{Completion, OpHandler};
-use crate::event_loop::{EventLoop, ExceptionContext};
+use crate::event_loop::{EventLoop, ExceptionContext, Phase, Service};
 use crate::fd::SharedFd;
 use crate::op::{self, InFlight};
 use crate::sys::process::{self as sys, Ended};
@@ -126,7 +126,7 @@ impl SubprocessTransport {
         let transport = SubprocessTransport {
             inner: inner.clone(),
         };
-        event_loop.inner.processes.register(&inner);
+        event_loop.service::<LoopProcesses>().register(&inner);
         let link = |fd: i32| -> Rc<dyn PipeProtocol> {
             Rc::new(PipeLink {
                 inner: inner.clone(),
@@ -359,7 +359,7 @@ impl SubprocessInner {
 
     fn watch_exit(self: &Rc<Self>) {
         let use_waitid =
-            !self.force_poll.get() && self.event_loop.inner.driver.supports(opcode::WaitId::CODE);
+            !self.force_poll.get() && self.event_loop.driver().supports(opcode::WaitId::CODE);
         if use_waitid {
             self.arm_waitid();
         } else {
@@ -371,7 +371,7 @@ impl SubprocessInner {
         let Some(pidfd) = self.pidfd.borrow().clone() else {
             return;
         };
-        let driver = &self.event_loop.inner.driver;
+        let driver = &self.event_loop.driver();
         match driver.submit(op::WaitId::new(pidfd), self.clone(), TAG_WAITID) {
             Ok(wait) => self.st.borrow_mut().exit_op = ExitOp::WaitId(wait),
             Err((e, _)) => self.watch_failed(e),
@@ -385,8 +385,7 @@ impl SubprocessInner {
         let poll = op::PollAdd::new(pidfd, libc::POLLIN as u32);
         match self
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(poll, self.clone(), TAG_POLL)
         {
             Ok(poll) => self.st.borrow_mut().exit_op = ExitOp::Poll(poll),
@@ -575,7 +574,8 @@ impl OpHandler for SubprocessInner {
     }
 }
 
-/// The children of one loop, so that closing the loop kills and reaps them.
+/// The children of one loop (a loop service), so that closing the loop kills and reaps
+/// them.
 #[derive(Default)]
 pub(crate) struct LoopProcesses {
     live: RefCell<Vec<std::rc::Weak<SubprocessInner>>>,
@@ -587,9 +587,15 @@ impl LoopProcesses {
         live.retain(|w| w.strong_count() > 0);
         live.push(Rc::downgrade(inner));
     }
+}
 
-    /// Called by the loop's close.
-    pub(crate) fn close(&self) {
+impl Service for LoopProcesses {
+    fn phase(&self) -> Phase {
+        Phase::Processes
+    }
+
+    /// Kills and reaps the children still running.
+    fn close(&self) {
         let live = std::mem::take(&mut *self.live.borrow_mut());
         for inner in live.iter().filter_map(|w| w.upgrade()) {
             inner.shutdown();

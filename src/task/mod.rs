@@ -26,15 +26,57 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
+use slab::Slab;
+
 use crate::error::Error;
 use crate::event_loop::{
     EventLoop, ExceptionContext, LoopInner, Ready, RemoteItem, Shared, get_event_loop, with_running,
 };
 
 /// A task's entry in the loop's task table.
-pub(crate) struct TaskSlot {
+struct TaskSlot {
     generation: u32,
     task: Rc<dyn TaskRun>,
+}
+
+/// A loop's live tasks, by slot index; a slot's generation tells a stale wake-up (for a
+/// task that finished, its index since reused) from a current one.
+#[derive(Default)]
+pub(crate) struct TaskTable {
+    slots: RefCell<Slab<TaskSlot>>,
+}
+
+impl TaskTable {
+    /// The index the next inserted task gets.
+    fn next_index(&self) -> u32 {
+        self.slots.borrow().vacant_key() as u32
+    }
+
+    fn insert(&self, slot: TaskSlot) -> u32 {
+        self.slots.borrow_mut().insert(slot) as u32
+    }
+
+    /// The task at `index`, if it is still the one of `generation`.
+    fn get(&self, index: u32, generation: u32) -> Option<Rc<dyn TaskRun>> {
+        match self.slots.borrow().get(index as usize) {
+            Some(slot) if slot.generation == generation => Some(slot.task.clone()),
+            _ => None,
+        }
+    }
+
+    /// Removes the task at `index` if it is still the one of `generation`.
+    fn remove(&self, index: u32, generation: u32) -> Option<TaskSlot> {
+        let mut slots = self.slots.borrow_mut();
+        match slots.get(index as usize) {
+            Some(slot) if slot.generation == generation => Some(slots.remove(index as usize)),
+            _ => None,
+        }
+    }
+
+    /// Takes every task out of the table.
+    fn take_all(&self) -> Slab<TaskSlot> {
+        std::mem::take(&mut *self.slots.borrow_mut())
+    }
 }
 
 /// The thread-safe part of a task: its waker.
@@ -348,13 +390,12 @@ where
         g.set(next);
         next
     });
-    let mut tasks = event_loop.tasks.borrow_mut();
-    let entry = tasks.vacant_entry();
+    let tasks = event_loop.tasks();
     let header = Arc::new(TaskHeader {
-        index: entry.key() as u32,
+        index: tasks.next_index(),
         generation,
         loop_id: event_loop.id(),
-        shared: event_loop.shared.clone(),
+        shared: event_loop.shared().clone(),
         scheduled: AtomicBool::new(true),
     });
     let closed = event_loop.is_closed();
@@ -374,17 +415,17 @@ where
         event_loop: Rc::downgrade(event_loop),
     });
     if closed {
-        // Release the task table first: the future's destructor may spawn.
-        drop(tasks);
+        // No table borrow is held here: the future's destructor may spawn.
         let future = cell.future.borrow_mut().take();
         drop(future);
     } else {
         let ready = cell.header.ready_entry();
-        entry.insert(TaskSlot {
+        // Nothing ran since `next_index`, so the task gets the index its header names.
+        let index = tasks.insert(TaskSlot {
             generation,
             task: cell.clone(),
         });
-        drop(tasks);
+        debug_assert_eq!(index, cell.header.index);
         event_loop.push_ready(ready);
     }
     JoinHandle { task: cell }
@@ -392,21 +433,11 @@ where
 
 /// Runs one step of the task at `index` (if it is still the same task).
 pub(crate) fn run_task(event_loop: &Rc<LoopInner>, index: u32, generation: u32) {
-    let task = {
-        let tasks = event_loop.tasks.borrow();
-        match tasks.get(index as usize) {
-            Some(slot) if slot.generation == generation => slot.task.clone(),
-            _ => return,
-        }
+    let Some(task) = event_loop.tasks().get(index, generation) else {
+        return;
     };
     if task.run(event_loop) {
-        let removed = {
-            let mut tasks = event_loop.tasks.borrow_mut();
-            match tasks.get(index as usize) {
-                Some(slot) if slot.generation == generation => Some(tasks.remove(index as usize)),
-                _ => None,
-            }
-        };
+        let removed = event_loop.tasks().remove(index, generation);
         drop(removed);
     }
 }
@@ -482,7 +513,7 @@ where
     }
     let closer = CloseOnExit(event_loop.clone());
     let result = event_loop.run_until_complete(fut);
-    cancel_all_tasks(&event_loop.inner);
+    event_loop.cancel_all_tasks();
     drop(closer);
     result
 }
@@ -492,7 +523,7 @@ where
 pub(crate) fn cancel_all_tasks(event_loop: &LoopInner) {
     // Dropping a future may spawn again; a few rounds settle it.
     for _ in 0..16 {
-        let tasks = std::mem::take(&mut *event_loop.tasks.borrow_mut());
+        let tasks = event_loop.tasks().take_all();
         if tasks.is_empty() {
             return;
         }

@@ -22,7 +22,9 @@ use slab::Slab;
 
 use super::WaterMarks;
 use crate::driver::{Completion, OpHandler};
-use crate::event_loop::{EventLoop, Live};
+use super::live::{Live, LiveTransports};
+use crate::buf::rings::RecvRings;
+use crate::event_loop::EventLoop;
 use crate::fd::SharedFd;
 use crate::op::{self, InFlight};
 use crate::protocol::DatagramProtocol;
@@ -124,6 +126,8 @@ pub(crate) struct DatagramInner {
     made: Cell<bool>,
     /// Our key in the loop's registry of open transports (see [`Live`]).
     live_key: Cell<Option<usize>>,
+    /// The loop's receive buffer rings, looked up once (read on every receive).
+    rings: Rc<RecvRings>,
 }
 
 /// A datagram endpoint and the protocol it feeds. Cheap to clone.
@@ -146,7 +150,7 @@ impl DatagramTransport {
             st: RefCell::new(State {
                 fd: Some(fd),
                 recv: None,
-                multishot: event_loop.inner.net.multishot_recv,
+                multishot: event_loop.net_config().multishot_recv,
                 spare: None,
                 spare_recv_parts: None,
                 sends: Slab::new(),
@@ -166,11 +170,12 @@ impl DatagramTransport {
             peer,
             made: Cell::new(false),
             live_key: Cell::new(None),
+            rings: RecvRings::of(event_loop),
         });
         let weak: std::rc::Weak<dyn Live> = Rc::downgrade(&inner) as std::rc::Weak<DatagramInner>;
         inner
             .live_key
-            .set(Some(event_loop.inner.register_live(weak)));
+            .set(Some(LiveTransports::register(event_loop, weak)));
         DatagramTransport { inner }
     }
 
@@ -275,13 +280,12 @@ impl DatagramInner {
             return;
         };
         if st.multishot
-            && let Some(ring) = self.event_loop.inner.datagram_ring()
+            && let Some(ring) = self.rings.datagram(DATAGRAM_RING_BUFFER)
         {
             let recv = op::RecvMsgMulti::new(fd, ring, multishot_msghdr());
             if let Ok(recv) = self
                 .event_loop
-                .inner
-                .driver
+                .driver()
                 .submit(recv, self.clone(), TAG_RECV)
             {
                 st.recv = Some(RecvOp::Multi(recv));
@@ -295,8 +299,7 @@ impl DatagramInner {
         let recv = op::RecvMsg::reusing(fd, buf, st.spare_recv_parts.take());
         if let Ok(recv) = self
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(recv, self.clone(), TAG_RECV)
         {
             st.recv = Some(RecvOp::Single(recv));
@@ -338,7 +341,7 @@ impl DatagramInner {
         if last && let Some(RecvOp::Multi(recv)) = self.st.borrow_mut().recv.take() {
             drop(recv.finish());
         }
-        let ring = self.event_loop.inner.datagram_ring();
+        let ring = self.rings.datagram(DATAGRAM_RING_BUFFER);
         let buffer = cqueue::buffer_select(c.flags).zip(ring);
         let closing = self.st.borrow().closing;
         if c.result >= 0 {
@@ -427,7 +430,7 @@ impl DatagramInner {
         };
         buf.clear();
         buf.extend_from_slice(data);
-        let driver = &self.event_loop.inner.driver;
+        let driver = self.event_loop.driver();
         let mut send = op::SendMsg::reusing(fd, buf, target, parts);
         if driver.quiet_ops() {
             // On io_uring a send never waits in the kernel unless it is the one that
@@ -464,7 +467,7 @@ impl DatagramInner {
         send: op::SendMsg<Vec<u8>>,
         quiet: bool,
     ) -> io::Result<usize> {
-        let driver = &self.event_loop.inner.driver;
+        let driver = self.event_loop.driver();
         let entry = st.sends.vacant_entry();
         let tag = TAG_SEND_BASE + entry.key() as u32;
         // A quiet one is `at_once`; whatever comes to wait on it calls `await_quiet`.
@@ -585,7 +588,7 @@ impl DatagramInner {
             }
             st.closing = true;
             st.aborted |= abort;
-            let driver = &self.event_loop.inner.driver;
+            let driver = self.event_loop.driver();
             if let Some(recv) = &st.recv {
                 recv.cancel();
             }
@@ -614,7 +617,7 @@ impl DatagramInner {
         let this = self.clone();
         self.event_loop.call_soon(move || {
             if let Some(key) = this.live_key.take() {
-                this.event_loop.inner.unregister_live(key);
+                LiveTransports::unregister(&this.event_loop, key);
             }
             let protocol = this.protocol.borrow_mut().take();
             if let Some(p) = protocol
@@ -647,7 +650,7 @@ impl Live for DatagramInner {
 impl Drop for DatagramInner {
     fn drop(&mut self) {
         if let Some(key) = self.live_key.take() {
-            self.event_loop.inner.unregister_live(key);
+            LiveTransports::unregister(&self.event_loop, key);
         }
     }
 }

@@ -21,11 +21,11 @@
 
 mod datagram;
 mod flow;
+pub(crate) mod live;
 mod pipe;
 mod protocol_ref;
 mod stream;
 
-pub(crate) use datagram::DATAGRAM_RING_BUFFER;
 pub use datagram::DatagramTransport;
 pub(crate) use flow::WaterMarks;
 pub(crate) use pipe::PipeProtocol;

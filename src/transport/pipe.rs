@@ -224,8 +224,7 @@ impl ReadInner {
         let read = op::Read::new(fd, buf, CURRENT_POSITION);
         match self
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(read, self.clone(), TAG_IO)
         {
             Ok(read) => st.read = Some(read),
@@ -567,7 +566,7 @@ impl WriteInner {
         if st.write.is_none() && !st.flush_scheduled {
             st.flush_scheduled = true;
             drop(st);
-            self.event_loop.inner.schedule_flush(self.clone());
+            self.event_loop.schedule_flush(self.clone());
         } else {
             drop(st);
         }
@@ -595,8 +594,7 @@ impl WriteInner {
         let write = op::Write::new(fd, buf, CURRENT_POSITION);
         match self
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(write, self.clone(), TAG_IO)
         {
             Ok(write) => st.write = Some(write),
@@ -642,7 +640,7 @@ impl WriteInner {
                 if !st.backlog.is_empty() && !st.lost_scheduled && !st.flush_scheduled {
                     st.flush_scheduled = true;
                     drop(st);
-                    self.event_loop.inner.schedule_flush(self.clone());
+                    self.event_loop.schedule_flush(self.clone());
                 } else {
                     drop(st);
                 }
@@ -680,8 +678,7 @@ impl WriteInner {
         let poll = op::PollAdd::new(fd, libc::POLLERR as u32);
         if let Ok(watch) = self
             .event_loop
-            .inner
-            .driver
+            .driver()
             .submit(poll, self.clone(), TAG_WATCH)
         {
             st.watch = Some(watch);

@@ -28,11 +28,13 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use io_uring::cqueue;
 
+use super::live::{Live, LiveTransports};
 use super::{ExtraInfo, ProtocolRef, WaterMarks, is_peer_reset};
 use crate::buf::IoBuf;
 use crate::buf::Slice;
 use crate::driver::{Completion, OpHandler};
-use crate::event_loop::{EventLoop, ExceptionContext, Flush, Live};
+use crate::buf::rings::RecvRings;
+use crate::event_loop::{EventLoop, ExceptionContext, Flush};
 use crate::fd::SharedFd;
 use crate::op::{self, InFlight, OpKind};
 use crate::sys::socket;
@@ -127,6 +129,8 @@ pub(crate) struct StreamInner {
     made: Cell<bool>,
     /// Our key in the loop's registry of open transports (see [`Live`]).
     live_key: Cell<Option<usize>>,
+    /// The loop's receive buffer rings, looked up once (read on every receive).
+    rings: Rc<RecvRings>,
 }
 
 /// A stream connection (TCP or Unix) and the protocol it feeds. Cheap to clone.
@@ -146,7 +150,7 @@ impl StreamTransport {
         kind: StreamKind,
         protocol: ProtocolRef,
     ) -> Self {
-        let net = event_loop.inner.net;
+        let net = event_loop.net_config();
         let raw_fd = fd.raw();
         let info = |addr: io::Result<socket::RawAddr>| {
             let addr = addr.ok()?;
@@ -186,11 +190,12 @@ impl StreamTransport {
             on_lost: RefCell::new(None),
             made: Cell::new(false),
             live_key: Cell::new(None),
+            rings: RecvRings::of(event_loop),
         });
         let weak: std::rc::Weak<dyn Live> = Rc::downgrade(&inner) as std::rc::Weak<StreamInner>;
         inner
             .live_key
-            .set(Some(event_loop.inner.register_live(weak)));
+            .set(Some(LiveTransports::register(event_loop, weak)));
         StreamTransport { inner }
     }
 
@@ -395,10 +400,10 @@ impl StreamInner {
         let Some(fd) = st.fd.clone() else {
             return;
         };
-        let driver = self.event_loop.inner.driver.clone();
+        let driver = self.event_loop.driver().clone();
         let handler: Rc<dyn OpHandler> = self.clone();
         if st.multishot
-            && let Some(ring) = self.event_loop.inner.buf_ring()
+            && let Some(ring) = self.rings.stream()
         {
             match driver.submit(op::RecvMulti::new(fd, ring), handler, TAG_RECV) {
                 Ok(recv) => st.read = ReadOp::Multishot(recv),
@@ -409,7 +414,7 @@ impl StreamInner {
             }
             return;
         }
-        let size = self.event_loop.inner.net.recv_buffer_size;
+        let size = self.event_loop.net_config().recv_buffer_size;
         let buf = st
             .spare_buf
             .take()
@@ -424,7 +429,7 @@ impl StreamInner {
     }
 
     fn on_recv(self: &Rc<Self>, c: Completion) {
-        let ring = self.event_loop.inner.buf_ring();
+        let ring = self.rings.stream();
         let buffer_id = cqueue::buffer_select(c.flags);
         let mut st = self.st.borrow_mut();
         let last = !c.more();
@@ -649,7 +654,7 @@ impl StreamInner {
         }
         drop(st);
         if schedule {
-            self.event_loop.inner.schedule_flush(self.clone());
+            self.event_loop.schedule_flush(self.clone());
         }
         if queued_behind {
             Self::maybe_pause(self);
@@ -671,7 +676,7 @@ impl StreamInner {
         st.in_flight = data.len();
         // Quiet when nothing waits on this send (no close, write_eof or paused protocol
         // to act on its completion): the enter that submits it may then sleep through it.
-        let quiet = self.event_loop.inner.driver.quiet_ops()
+        let quiet = self.event_loop.driver().quiet_ops()
             && !st.closing
             && !st.eof_requested
             && !st.marks.paused()
@@ -687,7 +692,7 @@ impl StreamInner {
         } else {
             op::Send::new(fd, buf)
         };
-        let driver = &self.event_loop.inner.driver;
+        let driver = &self.event_loop.driver();
         // A quiet one is `at_once` and nothing waits on it (see `start_send`).
         let pushed = if quiet {
             driver.submit_quiet(send, self.clone(), TAG_SEND)
@@ -734,7 +739,7 @@ impl StreamInner {
                 if more && !st.flush_scheduled {
                     st.flush_scheduled = true;
                     drop(st);
-                    self.event_loop.inner.schedule_flush(self.clone());
+                    self.event_loop.schedule_flush(self.clone());
                 } else {
                     drop(st);
                 }
@@ -885,7 +890,7 @@ impl StreamInner {
 
     fn call_connection_lost(self: &Rc<Self>, err: Option<io::Error>) {
         if let Some(key) = self.live_key.take() {
-            self.event_loop.inner.unregister_live(key);
+            LiveTransports::unregister(&self.event_loop, key);
         }
         let protocol = std::mem::replace(&mut *self.protocol.borrow_mut(), ProtocolRef::Gone);
         if self.made.get() {
@@ -940,7 +945,7 @@ impl Live for StreamInner {
 impl Drop for StreamInner {
     fn drop(&mut self) {
         if let Some(key) = self.live_key.take() {
-            self.event_loop.inner.unregister_live(key);
+            LiveTransports::unregister(&self.event_loop, key);
         }
     }
 }
