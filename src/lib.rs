@@ -72,6 +72,8 @@
 compile_error!("ringloop runs on Linux only: it is built on io_uring.");
 
 pub mod buf;
+#[cfg(any(feature = "tokio", feature = "futures-io", feature = "hyper"))]
+pub mod compat;
 mod driver;
 mod error;
 mod event_loop;

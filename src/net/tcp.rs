@@ -199,6 +199,17 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// The fd its ops share (for the compat adapters).
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "futures-io", feature = "hyper")),
+        allow(dead_code)
+    )]
+    pub(crate) fn shared_fd(&self) -> &crate::fd::SharedFd {
+        &self.socket.fd
+    }
+}
+
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.raw()

@@ -114,6 +114,17 @@ impl UnixStream {
     }
 }
 
+impl UnixStream {
+    /// The fd its ops share (for the compat adapters).
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "futures-io", feature = "hyper")),
+        allow(dead_code)
+    )]
+    pub(crate) fn shared_fd(&self) -> &crate::fd::SharedFd {
+        &self.socket.fd
+    }
+}
+
 impl AsRawFd for UnixStream {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.raw()
