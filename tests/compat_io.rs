@@ -25,7 +25,7 @@ fn bounded<F: std::future::Future + 'static>(fut: F) -> F::Output {
 fn framed_lines_over_tcp() {
     let before = util::settled_open_fds();
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = ringloop::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
@@ -156,7 +156,7 @@ fn hyper_http1_keep_alive_bodies() {
     use hyper::body::Bytes;
     let before = util::settled_open_fds();
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = ringloop::spawn(async move {
             for _ in 0..2 {

@@ -86,7 +86,7 @@ type SendFuture = Op<Send<crate::buf::Slice<Vec<u8>>>>;
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// ringloop::run(async {
-///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 ///     let addr = listener.local_addr().unwrap();
 ///     let client = ringloop::spawn(async move {
 ///         let mut s = CompatStream::new(TcpStream::connect(addr).await.unwrap());
