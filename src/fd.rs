@@ -247,16 +247,7 @@ impl Fd {
     /// If ops on it are still in flight (their futures were dropped), the fd is closed
     /// when the last of them completes instead, and this returns `Ok(())`.
     pub async fn close(self) -> io::Result<()> {
-        match self.fd.try_unwrap() {
-            Ok(owned) => {
-                if crate::event_loop::current_driver().is_err() {
-                    drop(owned);
-                    return Ok(());
-                }
-                Op::new(op::Close::new(owned)).await
-            }
-            Err(_shared) => Ok(()),
-        }
+        close_shared(self.fd).await
     }
 
     /// Wraps a raw fd.
@@ -273,4 +264,20 @@ impl Fd {
 /// Completes at once on the ring: a round trip through the kernel, for tests and benches.
 pub async fn nop() -> io::Result<()> {
     Op::new(op::Nop).await
+}
+
+/// Closes `fd` through the ring if this is its last holder (else the last in-flight op
+/// that holds it closes it, and this is `Ok(())`); outside a loop it closes at once.
+/// What [`Fd::close`] and `fs::File::close` do.
+pub(crate) async fn close_shared(fd: SharedFd) -> io::Result<()> {
+    match fd.try_unwrap() {
+        Ok(owned) => {
+            if crate::event_loop::current_driver().is_err() {
+                drop(owned);
+                return Ok(());
+            }
+            Op::new(op::Close::new(owned)).await
+        }
+        Err(_shared) => Ok(()),
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::SharedFd;
-use crate::op::{self, Fallocate, Fsync, Ftruncate, Op, OpenAt, Read, Readv, Statx, Write, Writev};
+use crate::op::{Fallocate, Fsync, Ftruncate, Op, OpenAt, Read, Readv, Statx, Write, Writev};
 
 use super::Metadata;
 use super::path::{cstring, with_path};
@@ -353,15 +353,6 @@ impl File {
     /// Closes the file through the ring (`CLOSE`). If reads or writes whose futures were
     /// dropped are still in flight, the last of them closes it and this returns `Ok(())`.
     pub async fn close(self) -> io::Result<()> {
-        match self.fd.try_unwrap() {
-            Ok(owned) => {
-                if crate::event_loop::current_driver().is_err() {
-                    drop(owned);
-                    return Ok(());
-                }
-                Op::new(op::Close::new(owned)).await
-            }
-            Err(_still_used) => Ok(()),
-        }
+        crate::fd::close_shared(self.fd).await
     }
 }

@@ -2,26 +2,16 @@
 //! epoll engine's pool threads run for `crate::fs` ops (see `driver::Interest::Blocking`),
 //! and the `O_DIRECT` alignment query `crate::fs` makes at open.
 
-use std::io;
 use std::os::fd::RawFd;
 
-/// `rc`, or `-errno` when it is negative.
-fn res(rc: i64) -> i32 {
-    if rc < 0 {
-        -io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        i32::try_from(rc).unwrap_or(i32::MAX)
-    }
-}
+use super::cqe_result as res;
 
 /// # Safety
 ///
 /// `path` is a NUL-terminated string that lives across the call.
 pub(crate) unsafe fn openat(dirfd: RawFd, path: *const libc::c_char, flags: i32, mode: u32) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::openat(dirfd, path, flags, mode) }.into())
+    res(unsafe { libc::openat(dirfd, path, flags, mode) } as isize)
 }
 
 pub(crate) fn fsync(fd: RawFd, datasync: bool) -> i32 {
@@ -33,7 +23,7 @@ pub(crate) fn fsync(fd: RawFd, datasync: bool) -> i32 {
             libc::fsync(fd)
         }
     };
-    res(rc.into())
+    res(rc as isize)
 }
 
 /// # Safety
@@ -47,17 +37,17 @@ pub(crate) unsafe fn statx(
     out: *mut libc::statx,
 ) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::statx(dirfd, path, flags, mask, out) }.into())
+    res(unsafe { libc::statx(dirfd, path, flags, mask, out) } as isize)
 }
 
 pub(crate) fn fallocate(fd: RawFd, mode: i32, offset: u64, len: u64) -> i32 {
     // SAFETY: no pointers.
-    res(unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t) }.into())
+    res(unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t) } as isize)
 }
 
 pub(crate) fn ftruncate(fd: RawFd, len: u64) -> i32 {
     // SAFETY: no pointers.
-    res(unsafe { libc::ftruncate(fd, len as libc::off_t) }.into())
+    res(unsafe { libc::ftruncate(fd, len as libc::off_t) } as isize)
 }
 
 /// # Safety
@@ -65,7 +55,7 @@ pub(crate) fn ftruncate(fd: RawFd, len: u64) -> i32 {
 /// `path` is NUL-terminated and lives across the call.
 pub(crate) unsafe fn unlinkat(dirfd: RawFd, path: *const libc::c_char, flags: i32) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::unlinkat(dirfd, path, flags) }.into())
+    res(unsafe { libc::unlinkat(dirfd, path, flags) } as isize)
 }
 
 /// # Safety
@@ -78,7 +68,7 @@ pub(crate) unsafe fn renameat(
     new: *const libc::c_char,
 ) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::renameat(olddir, old, newdir, new) }.into())
+    res(unsafe { libc::renameat(olddir, old, newdir, new) } as isize)
 }
 
 /// # Safety
@@ -86,7 +76,7 @@ pub(crate) unsafe fn renameat(
 /// `path` is NUL-terminated and lives across the call.
 pub(crate) unsafe fn mkdirat(dirfd: RawFd, path: *const libc::c_char, mode: u32) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::mkdirat(dirfd, path, mode) }.into())
+    res(unsafe { libc::mkdirat(dirfd, path, mode) } as isize)
 }
 
 /// # Safety
@@ -98,7 +88,7 @@ pub(crate) unsafe fn symlinkat(
     link: *const libc::c_char,
 ) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::symlinkat(target, dirfd, link) }.into())
+    res(unsafe { libc::symlinkat(target, dirfd, link) } as isize)
 }
 
 /// # Safety
@@ -112,7 +102,7 @@ pub(crate) unsafe fn linkat(
     flags: i32,
 ) -> i32 {
     // SAFETY: forwarded from the caller.
-    res(unsafe { libc::linkat(olddir, old, newdir, new, flags) }.into())
+    res(unsafe { libc::linkat(olddir, old, newdir, new, flags) } as isize)
 }
 
 /// The logical block size an `O_DIRECT` transfer on `fd` must be aligned to: the

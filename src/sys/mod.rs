@@ -20,6 +20,18 @@ pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// A syscall's return value in the CQE convention: the count or fd, or `-errno` when it
+/// is negative — how the epoll engine's attempts and the file pool report a result.
+pub(crate) fn cqe_result(rc: isize) -> i32 {
+    if rc < 0 {
+        -io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    } else {
+        i32::try_from(rc).unwrap_or(i32::MAX)
+    }
+}
+
 /// A close-on-exec eventfd. It is blocking on purpose: io_uring returns `EAGAIN` for a
 /// read on an `O_NONBLOCK` fd instead of waiting, and the loop keeps a read on it in the ring.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {

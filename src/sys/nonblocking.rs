@@ -4,18 +4,7 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use super::cvt;
-
-/// `result`, or `-errno` when it is -1 (the CQE convention).
-fn res(rc: isize) -> i32 {
-    if rc < 0 {
-        -io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        i32::try_from(rc).unwrap_or(i32::MAX)
-    }
-}
+use super::{cqe_result as res, cvt};
 
 pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: no pointers; returns a new fd on success.
