@@ -840,7 +840,7 @@ fn s15_two_hundred_thousand_timers_half_cancelled_and_memory_comes_back() {
     let after_first = util::rss_bytes();
     let mut second = Duration::ZERO;
     let mut rss = Vec::new();
-    for _ in 0..env_count("RINGLOOP_FAULTS_TIMER_RUNS", 4).max(2) {
+    for _ in 0..env_count("RINGLOOP_FAULTS_TIMER_RUNS", 6).max(3) {
         second = timers_half_cancelled(N);
         trim();
         rss.push(util::rss_bytes());
@@ -863,10 +863,15 @@ fn s15_two_hundred_thousand_timers_half_cancelled_and_memory_comes_back() {
         after_first <= before + SLACK && after <= before + SLACK,
         "RSS did not come back: {before} -> {after_first} -> {rss:?} bytes"
     );
-    let prev = rss[rss.len() - 2];
+    // A leak shows as a slope: each run would keep its share of ~30 MiB of timers (even
+    // a leaked 16-byte handle per cancelled timer is 1.6 MB a run). The allocator's own
+    // noise is a step now and then (a new arena, other tests' threads in this binary), so
+    // the check is the average growth per run after the second, not any single step.
+    let settled = rss[1];
+    let runs_after = rss.len() - 2;
     assert!(
-        after <= prev + (1 << 20),
-        "RSS grows run after run: {rss:?}"
+        after <= settled + runs_after * (1 << 20),
+        "RSS grows run after run (more than 1 MiB a run on average): {rss:?}"
     );
 }
 

@@ -20,7 +20,7 @@ use io_uring::cqueue;
 use io_uring::types::RecvMsgOut;
 use slab::Slab;
 
-use super::WaterMarks;
+use super::flow::WaterMarks;
 use super::live::{Live, LiveTransports};
 use crate::buf::rings::RecvRings;
 use crate::driver::{Completion, OpHandler};

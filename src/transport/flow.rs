@@ -77,9 +77,63 @@ impl WaterMarks {
     }
 }
 
+/// What a protocol was last told of its transport's water marks, so that it hears
+/// `pause_writing` and `resume_writing` alternately and only when the marks' state
+/// differs from its last word. A protocol busy in another callback is told later (the
+/// transport retries through `call_soon`; one retry queued at a time).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Told {
+    paused: bool,
+    retry_scheduled: bool,
+}
+
+impl Told {
+    /// The notice owed now: `Some(true)` for `pause_writing`, `Some(false)` for
+    /// `resume_writing`.
+    pub(crate) fn owed(&self, marks: &WaterMarks) -> Option<bool> {
+        (marks.paused() != self.paused).then_some(marks.paused())
+    }
+
+    /// The protocol is about to hear `paused`.
+    pub(crate) fn tell(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// The protocol was busy and did not hear `paused`; true when the caller must queue
+    /// a retry.
+    pub(crate) fn busy(&mut self, paused: bool) -> bool {
+        self.paused = !paused;
+        !std::mem::replace(&mut self.retry_scheduled, true)
+    }
+
+    /// The queued retry runs.
+    pub(crate) fn retried(&mut self) {
+        self.retry_scheduled = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn told_alternates_and_retries_once() {
+        let mut m = WaterMarks::default();
+        m.set(Some(10), Some(5)).unwrap();
+        let mut t = Told::default();
+        assert_eq!(t.owed(&m), None);
+        assert!(m.pause_due(11));
+        assert_eq!(t.owed(&m), Some(true));
+        t.tell(true);
+        assert!(t.busy(true), "first busy: queue a retry");
+        assert!(!t.busy(true), "one retry at a time");
+        assert_eq!(t.owed(&m), Some(true), "still owed");
+        t.retried();
+        t.tell(true);
+        assert_eq!(t.owed(&m), None);
+        assert!(m.resume_due(5));
+        assert_eq!(t.owed(&m), Some(false));
+    }
 
     #[test]
     fn limits_follow_asyncio() {

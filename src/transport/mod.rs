@@ -1,38 +1,37 @@
 //! Transports: the asyncio objects that own a connection's fd and call its protocol.
 //!
-//! - [`StreamTransport`] (TCP, Unix stream): one receive in flight (multishot from the
-//!   loop's provided-buffer ring, or single-shot into an owned buffer), one send in flight
-//!   plus a backlog that leaves as the next single send; writes of one iteration are
-//!   coalesced into one send just before the loop submits. On io_uring sends that nothing
-//!   waits on are quiet ops (no CQE when the socket takes them whole).
-//! - [`DatagramTransport`] (UDP, Unix datagram): a multishot `recvmsg` from the loop's
-//!   datagram buffer ring on io_uring (else one `recvmsg` in flight); each datagram is
-//!   its own send, in flight at once, except that at most one waits in the kernel for
-//!   room and those behind it are held in order.
+//! - [`StreamTransport`] (TCP, Unix stream) is the stream configuration of the transport
+//!   core (`core/`, built to serve pipes and TLS too): a read side (one receive in flight,
+//!   held completions while paused, a throttle to single-shot receives under
+//!   backpressure), a write side (backlog, one send in flight, one iteration's writes
+//!   coalesced into one send, quiet sends, water marks) and a lifecycle
+//!   (`connection_lost` exactly once, last; the fd released after the last op naming it).
+//!   A configuration says how it does I/O (`stream_io`) and whom it tells.
 //! - [`ReadPipeTransport`] / [`WritePipeTransport`] (a child's stdout/stderr and stdin):
-//!   one `read` in flight into an owned buffer; writes coalesced as for streams, with a
-//!   `POLLERR` watch for a reader that goes away.
+//!   their own machine still (`pipe.rs`), one `read` in flight, writes as for streams.
+//! - [`DatagramTransport`] (UDP, Unix datagram): a multishot `recvmsg` from the loop's
+//!   datagram ring on io_uring (else one `recvmsg` in flight); each datagram its own
+//!   send, at most one waiting in the kernel for room and those behind it held in order.
 //!
-//! All follow asyncio's proactor rules (see `docs/transports.md`): no byte is lost to
-//! pausing — what completes while paused is held and delivered on resume (a stream's
-//! multishot receive is cancelled on pause, and whatever it still brings is held);
-//! `connection_lost` comes exactly once, last; the fd is closed only after the last op
-//! that names it has completed. Write flow control is [`flow::WaterMarks`] everywhere.
+//! Every call into the loop or the driver goes through `port::Port`. See
+//! `docs/transports.md`.
 
+mod core;
 mod datagram;
 mod flow;
 pub(crate) mod live;
 mod pipe;
+mod port;
 mod protocol_ref;
 mod stream;
+mod stream_io;
 
 pub use datagram::DatagramTransport;
-pub(crate) use flow::WaterMarks;
 pub(crate) use pipe::PipeProtocol;
 pub use pipe::{ReadPipeTransport, WritePipeTransport};
 pub(crate) use protocol_ref::ProtocolRef;
-pub(crate) use stream::StreamKind;
 pub use stream::StreamTransport;
+pub(crate) use stream_io::StreamKind;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;

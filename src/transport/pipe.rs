@@ -40,7 +40,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::WaterMarks;
+use super::flow::WaterMarks;
 use crate::buf::{IoBuf, Slice};
 use crate::driver::{Completion, OpHandler};
 use crate::event_loop::{EventLoop, ExceptionContext, Flush};
