@@ -21,6 +21,7 @@ mod datagram;
 mod flow;
 pub(crate) mod live;
 mod pipe;
+mod pipe_io;
 mod port;
 mod protocol_ref;
 mod stream;

@@ -58,7 +58,6 @@ pub(crate) const TAG_RECV: u32 = 0;
 /// The tag of the core's send op.
 pub(crate) const TAG_SEND: u32 = 1;
 /// The first tag a configuration may use for ops of its own (a pipe's `POLLERR` watch).
-#[allow(dead_code)] // the pipe configuration's watch (not wired yet, see docs/transports.md)
 pub(crate) const TAG_OTHER: u32 = 2;
 
 /// What the core asks of the world: its ops and the loop's services. One per
@@ -274,7 +273,6 @@ impl<I: Io, S: Sink> Core<I, S> {
 
     /// Breaks the transport → protocol link without callbacks and ends the transport
     /// (a subprocess's teardown).
-    #[allow(dead_code)] // the pipe configuration's (not wired yet)
     pub(crate) fn detach(self: &Rc<Self>) {
         drop(self.sink.detach());
         self.schedule_lost(None);
