@@ -22,6 +22,12 @@ use crate::event_loop::{EventLoop, NetConfig, Phase, Service};
 const STREAM_RING_BGID: u16 = 0;
 /// Buffer group of the datagram ring.
 const DATAGRAM_RING_BGID: u16 = 1;
+/// Bytes a multishot stream receive takes before it ends and is re-armed (Linux 6.17+).
+/// It bounds what a stream takes from its socket in one go, so a protocol that pauses
+/// (or a write side past its high mark) holds at most this much that the kernel had
+/// already posted, rather than the whole batch of one enter (up to ~1 MiB under a
+/// flood); a re-arm (one SQE) every 32 KiB is cheap beside the completions it bounds.
+const STREAM_MULTISHOT_LIMIT: u32 = 32 * 1024;
 /// Buffers in the datagram ring: a multishot `recvmsg` fills at most this many before the
 /// loop recycles them (then it ends with `ENOBUFS` and is re-armed).
 const DATAGRAM_RING_ENTRIES: u16 = 32;
@@ -32,6 +38,8 @@ pub(crate) struct RecvRings {
     config: NetConfig,
     stream: LazyRing,
     datagram: LazyRing,
+    /// The kernel refused a byte limit on a multishot stream receive (before 6.17).
+    limit_refused: Cell<bool>,
 }
 
 /// A ring registered on first use, or refused once for good.
@@ -77,7 +85,18 @@ impl RecvRings {
             config: event_loop.net_config(),
             stream: LazyRing::default(),
             datagram: LazyRing::default(),
+            limit_refused: Cell::new(false),
         })
+    }
+
+    /// The byte limit for a multishot stream receive, `None` once the kernel refused one.
+    pub(crate) fn stream_limit(&self) -> Option<u32> {
+        (!self.limit_refused.get()).then_some(STREAM_MULTISHOT_LIMIT)
+    }
+
+    /// The kernel refused a limited multishot receive: arm them unlimited from now on.
+    pub(crate) fn refuse_stream_limit(&self) {
+        self.limit_refused.set(true);
     }
 
     /// The streams' ring (`recv_buffers` × `recv_buffer_size` of the loop's builder);

@@ -26,11 +26,35 @@ fn recycle(ring: &BufRing, c: &Completion) {
 pub(crate) struct RecvMulti {
     fd: SharedFd,
     ring: Rc<BufRing>,
+    limit: u32,
 }
 
 impl RecvMulti {
     pub(crate) fn new(fd: SharedFd, ring: Rc<BufRing>) -> Self {
-        RecvMulti { fd, ring }
+        RecvMulti { fd, ring, limit: 0 }
+    }
+
+    /// Ends the receive (a completion without `F_MORE`) once it has taken `limit` bytes
+    /// (Linux 6.17+; an older kernel refuses the SQE with `EINVAL`). Zero: no limit.
+    pub(crate) fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// Byte offset in `io_uring_sqe` of `optlen` (a union with `file_index` and
+/// `splice_fd_in`), the total byte limit of a multishot `IORING_OP_RECV`.
+const SQE_OPTLEN: usize = 44;
+
+/// Sets the SQE's `optlen`, which the io-uring crate's `RecvMulti` builder does not
+/// expose.
+fn set_optlen(entry: &mut Entry, value: u32) {
+    const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+    // SAFETY: `Entry` is `#[repr(C)]` over the kernel's 64-byte `io_uring_sqe`, in which
+    // bytes 44..48 are the `u32` `optlen`; the write is in bounds and unaligned-safe.
+    unsafe {
+        let base = (entry as *mut Entry).cast::<u8>();
+        base.add(SQE_OPTLEN).cast::<u32>().write_unaligned(value);
     }
 }
 
@@ -47,7 +71,11 @@ unsafe impl OpKind for RecvMulti {
     type Output = ();
 
     fn sqe(&mut self) -> Entry {
-        opcode::RecvMulti::new(types::Fd(self.fd.raw()), self.ring.bgid()).build()
+        let mut entry = opcode::RecvMulti::new(types::Fd(self.fd.raw()), self.ring.bgid()).build();
+        if self.limit > 0 {
+            set_optlen(&mut entry, self.limit);
+        }
+        entry
     }
 
     fn attempt(&mut self) -> Option<Attempt> {

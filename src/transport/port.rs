@@ -81,6 +81,16 @@ impl Port {
         self.net.recv_buffer_size
     }
 
+    /// The byte limit for a multishot stream receive, if the kernel takes one.
+    pub(crate) fn stream_limit(&self) -> Option<u32> {
+        self.rings.stream_limit()
+    }
+
+    /// The kernel refused a limited multishot receive (before Linux 6.17).
+    pub(crate) fn refuse_stream_limit(&self) {
+        self.rings.refuse_stream_limit();
+    }
+
     /// The stream buffer ring (registered on first use), if there is one.
     pub(crate) fn stream_ring(&self) -> Option<Rc<BufRing>> {
         self.rings.stream()

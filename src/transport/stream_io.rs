@@ -35,6 +35,8 @@ enum RecvOp {
 struct Ops {
     fd: Option<SharedFd>,
     recv: RecvOp,
+    /// The multishot receive in flight has a byte limit.
+    limited: bool,
     spare: Option<Vec<u8>>,
     send: Option<InFlight<op::Send<Slice<Bytes>>>>,
 }
@@ -73,6 +75,7 @@ impl StreamIo {
             ops: RefCell::new(Ops {
                 fd: Some(fd),
                 recv: RecvOp::Idle,
+                limited: false,
                 spare: None,
                 send: None,
             }),
@@ -113,10 +116,11 @@ impl Io for StreamIo {
         };
         let driver = self.port.driver();
         if multishot && let Some(ring) = self.port.stream_ring() {
-            let recv = driver
-                .submit(op::RecvMulti::new(fd, ring), handler, TAG_RECV)
-                .map_err(|(e, _)| e)?;
+            let limit = self.port.stream_limit();
+            let recv = op::RecvMulti::new(fd, ring).limit(limit.unwrap_or(0));
+            let recv = driver.submit(recv, handler, TAG_RECV).map_err(|(e, _)| e)?;
             ops.recv = RecvOp::Multishot(recv);
+            ops.limited = limit.is_some();
             return Ok(Some(true));
         }
         let buf = ops
@@ -132,19 +136,20 @@ impl Io for StreamIo {
 
     fn complete_recv<R>(&self, c: Completion, f: impl FnOnce(Recv<'_>) -> R) -> R {
         let buffer_id = cqueue::buffer_select(c.flags);
-        let (single, multishot) = {
+        let (single, multishot, limited) = {
             let mut ops = self.ops.borrow_mut();
             let multishot = matches!(ops.recv, RecvOp::Multishot(_));
+            let limited = multishot && ops.limited;
             if c.more() {
-                (None, multishot)
+                (None, multishot, limited)
             } else {
                 match std::mem::replace(&mut ops.recv, RecvOp::Idle) {
-                    RecvOp::Single(r) => (Some(r.finish()), false),
+                    RecvOp::Single(r) => (Some(r.finish()), false, false),
                     RecvOp::Multishot(r) => {
                         drop(r.finish());
-                        (None, true)
+                        (None, true, limited)
                     }
-                    RecvOp::Idle => (None, multishot),
+                    RecvOp::Idle => (None, multishot, limited),
                 }
             }
         };
@@ -182,6 +187,12 @@ impl Io for StreamIo {
             // Error CQEs may carry a buffer too; it must go back.
             ring.take(bid, 0);
             ring.recycle(bid);
+        }
+        if limited && c.result == -libc::EINVAL {
+            // A kernel before 6.17 refuses the byte limit, not multishot receives: arm
+            // them unlimited (loop-wide) and read on.
+            self.port.refuse_stream_limit();
+            return f(Recv::Interrupted);
         }
         f(Recv::empty(&c, multishot))
     }
