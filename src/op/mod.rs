@@ -54,7 +54,7 @@ pub(crate) use poll::PollAdd;
 pub(crate) use read::Read;
 pub(crate) use readv::Readv;
 pub(crate) use recv::Recv;
-pub(crate) use recv_multi::{RecvMsgMulti, RecvMulti};
+pub(crate) use recv_multi::{RecvMsgMulti, RecvMulti, parse_datagram, recvmsg_multi_buffer};
 pub(crate) use renameat::RenameAt;
 pub(crate) use salvage::SalvagingRead;
 pub(crate) use send::Send;

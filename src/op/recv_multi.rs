@@ -13,6 +13,7 @@ use super::OpKind;
 use crate::buf::ring::BufRing;
 use crate::driver::{Attempt, Completion, Orphan};
 use crate::fd::SharedFd;
+use crate::sys::socket::RawAddr;
 
 /// Gives back the ring buffer an abandoned receive's completion carries.
 fn recycle(ring: &BufRing, c: &Completion) {
@@ -97,12 +98,50 @@ pub(crate) struct RecvMsgMulti {
     hdr: Box<libc::msghdr>,
 }
 
+/// Room for a source address in a multishot `recvmsg` buffer.
+const NAME_ROOM: usize = size_of::<libc::sockaddr_storage>();
+
+/// The size of a datagram ring buffer that holds `payload` bytes: the
+/// `io_uring_recvmsg_out` header (16 bytes), the address room and the payload, rounded
+/// up to 256 bytes.
+pub(crate) const fn recvmsg_multi_buffer(payload: usize) -> usize {
+    (16 + NAME_ROOM + payload).div_ceil(256) * 256
+}
+
+/// The msghdr of a multishot `recvmsg`: only the address room is set (the payload goes to
+/// the ring buffer; no control data).
+fn multishot_msghdr() -> libc::msghdr {
+    // SAFETY: msghdr is plain old data; all-zero (null pointers, zero lengths) is valid.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_namelen = NAME_ROOM as libc::socklen_t;
+    hdr
+}
+
+/// A datagram in a ring buffer a multishot `recvmsg` filled: its payload and source
+/// address. `None` for a buffer shorter than the header the kernel writes first.
+pub(crate) fn parse_datagram(data: &[u8]) -> Option<(&[u8], Option<std::net::SocketAddr>)> {
+    let out = types::RecvMsgOut::parse(data, &multishot_msghdr()).ok()?;
+    let name = out.name_data();
+    let mut addr = RawAddr::empty();
+    let n = name.len().min(NAME_ROOM);
+    // SAFETY: `addr`'s storage is NAME_ROOM bytes of plain old data; we copy at most that
+    // many bytes into it.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), addr.as_mut_ptr().cast::<u8>(), n);
+    }
+    addr.len = n as libc::socklen_t;
+    // The payload is a part of `data` (the parser borrows it for its own lifetime only).
+    let payload = out.payload_data();
+    let start = payload.as_ptr() as usize - data.as_ptr() as usize;
+    Some((&data[start..start + payload.len()], addr.to_socket_addr()))
+}
+
 impl RecvMsgMulti {
-    pub(crate) fn new(fd: SharedFd, ring: Rc<BufRing>, hdr: libc::msghdr) -> Self {
+    pub(crate) fn new(fd: SharedFd, ring: Rc<BufRing>) -> Self {
         RecvMsgMulti {
             fd,
             ring,
-            hdr: Box::new(hdr),
+            hdr: Box::new(multishot_msghdr()),
         }
     }
 }

@@ -91,6 +91,12 @@ impl Port {
         self.rings.refuse_stream_limit();
     }
 
+    /// The datagram buffer ring of `buf_size`-byte buffers (registered on first use), if
+    /// there is one.
+    pub(crate) fn datagram_ring(&self, buf_size: usize) -> Option<Rc<BufRing>> {
+        self.rings.datagram(buf_size)
+    }
+
     /// The stream buffer ring (registered on first use), if there is one.
     pub(crate) fn stream_ring(&self) -> Option<Rc<BufRing>> {
         self.rings.stream()

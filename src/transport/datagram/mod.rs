@@ -17,12 +17,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use io_uring::cqueue;
-use io_uring::types::RecvMsgOut;
 use slab::Slab;
 
-use super::flow::WaterMarks;
-use super::live::{Live, LiveTransports};
-use crate::buf::rings::RecvRings;
+use super::flow::{Told, WaterMarks};
+use super::live::Live;
+use super::port::Port;
 use crate::driver::{Completion, OpHandler};
 use crate::event_loop::EventLoop;
 use crate::fd::SharedFd;
@@ -39,21 +38,8 @@ const DATAGRAM_BUFFER: usize = 65_536;
 const SPARE_SENDS: usize = 32;
 /// Larger send buffers are freed rather than kept.
 const SPARE_SEND_CAPACITY: usize = 4096;
-/// Room for a source address in a multishot `recvmsg` buffer.
-const NAME_ROOM: usize = size_of::<libc::sockaddr_storage>();
-/// One buffer of the loop's datagram ring: the `io_uring_recvmsg_out` header (16 bytes),
-/// the address room and [`DATAGRAM_BUFFER`] of payload, rounded up to 256 bytes.
-pub(crate) const DATAGRAM_RING_BUFFER: usize =
-    (16 + NAME_ROOM + DATAGRAM_BUFFER).div_ceil(256) * 256;
-
-/// The msghdr of a multishot `recvmsg`: only the address room is set (the payload goes to
-/// the ring buffer; no control data).
-fn multishot_msghdr() -> libc::msghdr {
-    // SAFETY: msghdr is plain old data; all-zero (null pointers, zero lengths) is valid.
-    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    hdr.msg_namelen = NAME_ROOM as libc::socklen_t;
-    hdr
-}
+/// One buffer of the loop's datagram ring: room for the largest datagram.
+pub(crate) const DATAGRAM_RING_BUFFER: usize = op::recvmsg_multi_buffer(DATAGRAM_BUFFER);
 
 /// The receive in flight.
 enum RecvOp {
@@ -98,9 +84,9 @@ struct State {
     buffer_size: usize,
     marks: WaterMarks,
     /// What the protocol was last told (`pause_writing` / `resume_writing`).
-    told_paused: bool,
-    /// A [`DatagramInner::sync_flow`] is queued (the protocol was busy).
-    sync_scheduled: bool,
+    told: Told,
+    /// The error that ends the endpoint, for `connection_lost`.
+    fatal: Option<io::Error>,
     closing: bool,
     /// `abort` was called: queued sends are cancelled, not pushed again.
     aborted: bool,
@@ -118,7 +104,7 @@ impl State {
 }
 
 pub(crate) struct DatagramInner {
-    event_loop: EventLoop,
+    port: Port,
     protocol: RefCell<Option<Rc<RefCell<dyn DatagramProtocol>>>>,
     st: RefCell<State>,
     raw_fd: i32,
@@ -126,8 +112,6 @@ pub(crate) struct DatagramInner {
     made: Cell<bool>,
     /// Our key in the loop's registry of open transports (see [`Live`]).
     live_key: Cell<Option<usize>>,
-    /// The loop's receive buffer rings, looked up once (read on every receive).
-    rings: Rc<RecvRings>,
 }
 
 /// A datagram endpoint and the protocol it feeds. Cheap to clone.
@@ -144,13 +128,13 @@ impl DatagramTransport {
         protocol: Rc<RefCell<dyn DatagramProtocol>>,
     ) -> Self {
         let raw_fd = fd.raw();
+        let port = Port::new(event_loop);
         let inner = Rc::new(DatagramInner {
-            event_loop: event_loop.clone(),
             protocol: RefCell::new(Some(protocol)),
             st: RefCell::new(State {
                 fd: Some(fd),
                 recv: None,
-                multishot: event_loop.net_config().multishot_recv,
+                multishot: port.multishot_recv(),
                 spare: None,
                 spare_recv_parts: None,
                 sends: Slab::new(),
@@ -160,22 +144,21 @@ impl DatagramTransport {
                 spare_sends: Vec::new(),
                 buffer_size: 0,
                 marks: WaterMarks::default(),
-                told_paused: false,
-                sync_scheduled: false,
+                told: Told::default(),
+                fatal: None,
                 closing: false,
                 aborted: false,
                 lost_scheduled: false,
             }),
+            port,
             raw_fd,
             peer,
             made: Cell::new(false),
             live_key: Cell::new(None),
-            rings: RecvRings::of(event_loop),
         });
         let weak: std::rc::Weak<dyn Live> = Rc::downgrade(&inner) as std::rc::Weak<DatagramInner>;
-        inner
-            .live_key
-            .set(Some(LiveTransports::register(event_loop, weak)));
+        let key = inner.port.register_live(weak);
+        inner.live_key.set(Some(key));
         DatagramTransport { inner }
     }
 
@@ -280,15 +263,12 @@ impl DatagramInner {
             return;
         };
         if st.multishot
-            && let Some(ring) = self.rings.datagram(DATAGRAM_RING_BUFFER)
+            && let Some(ring) = self.port.datagram_ring(DATAGRAM_RING_BUFFER)
         {
-            let recv = op::RecvMsgMulti::new(fd, ring, multishot_msghdr());
-            if let Ok(recv) = self
-                .event_loop
-                .driver()
-                .submit(recv, self.clone(), TAG_RECV)
-            {
-                st.recv = Some(RecvOp::Multi(recv));
+            let recv = op::RecvMsgMulti::new(fd, ring);
+            match self.port.driver().submit(recv, self.clone(), TAG_RECV) {
+                Ok(recv) => st.recv = Some(RecvOp::Multi(recv)),
+                Err((e, _)) => self.fatal_soon(e, "arming a receive"),
             }
             return;
         }
@@ -297,13 +277,27 @@ impl DatagramInner {
             .take()
             .unwrap_or_else(|| Vec::with_capacity(DATAGRAM_BUFFER));
         let recv = op::RecvMsg::reusing(fd, buf, st.spare_recv_parts.take());
-        if let Ok(recv) = self
-            .event_loop
-            .driver()
-            .submit(recv, self.clone(), TAG_RECV)
-        {
-            st.recv = Some(RecvOp::Single(recv));
+        match self.port.driver().submit(recv, self.clone(), TAG_RECV) {
+            Ok(recv) => st.recv = Some(RecvOp::Single(recv)),
+            Err((e, _)) => self.fatal_soon(e, "arming a receive"),
         }
+    }
+
+    /// A receive could not be armed: the endpoint would go deaf. Reports `err` and
+    /// aborts (through `call_soon`: the caller holds the state); `connection_lost(err)`.
+    fn fatal_soon(self: &Rc<Self>, err: io::Error, doing: &'static str) {
+        let this = self.clone();
+        self.port.call_soon(move || {
+            this.port.report(
+                format!(
+                    "fatal error on the datagram transport (fd {}) while {doing}",
+                    this.raw_fd
+                ),
+                &err,
+            );
+            this.st.borrow_mut().fatal.get_or_insert(err);
+            Self::close(&this, true);
+        });
     }
 
     fn on_recv(self: &Rc<Self>, c: Completion) {
@@ -341,7 +335,7 @@ impl DatagramInner {
         if last && let Some(RecvOp::Multi(recv)) = self.st.borrow_mut().recv.take() {
             drop(recv.finish());
         }
-        let ring = self.rings.datagram(DATAGRAM_RING_BUFFER);
+        let ring = self.port.datagram_ring(DATAGRAM_RING_BUFFER);
         let buffer = cqueue::buffer_select(c.flags).zip(ring);
         let closing = self.st.borrow().closing;
         if c.result >= 0 {
@@ -349,24 +343,11 @@ impl DatagramInner {
                 let data = ring.take(*bid, c.result as usize);
                 // Parsing fails only on a buffer shorter than the header the kernel
                 // writes first; there is no datagram to deliver then.
-                if let (false, Ok(out)) = (closing, RecvMsgOut::parse(data, &multishot_msghdr()))
+                if !closing
+                    && let Some((payload, addr)) = op::parse_datagram(data)
                     && let Some(p) = self.protocol()
                 {
-                    let name = out.name_data();
-                    let mut addr = RawAddr::empty();
-                    let n = name.len().min(NAME_ROOM);
-                    // SAFETY: `storage` is NAME_ROOM bytes of plain old data; we copy at
-                    // most that many bytes into it.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            name.as_ptr(),
-                            addr.as_mut_ptr().cast::<u8>(),
-                            n,
-                        )
-                    };
-                    addr.len = n as libc::socklen_t;
-                    p.borrow_mut()
-                        .datagram_received(out.payload_data(), addr.to_socket_addr());
+                    p.borrow_mut().datagram_received(payload, addr);
                 }
                 ring.recycle(*bid);
             }
@@ -430,7 +411,7 @@ impl DatagramInner {
         };
         buf.clear();
         buf.extend_from_slice(data);
-        let driver = self.event_loop.driver();
+        let driver = self.port.driver();
         let mut send = op::SendMsg::reusing(fd, buf, target, parts);
         if driver.quiet_ops() {
             // On io_uring a send never waits in the kernel unless it is the one that
@@ -467,7 +448,7 @@ impl DatagramInner {
         send: op::SendMsg<Vec<u8>>,
         quiet: bool,
     ) -> io::Result<usize> {
-        let driver = self.event_loop.driver();
+        let driver = self.port.driver();
         let entry = st.sends.vacant_entry();
         let tag = TAG_SEND_BASE + entry.key() as u32;
         // A quiet one is `at_once`; whatever comes to wait on it calls `await_quiet`.
@@ -550,29 +531,32 @@ impl DatagramInner {
     /// is the usual case) hears it through `call_soon` instead, in order.
     fn sync_flow(self: &Rc<Self>) {
         let want = {
-            let st = self.st.borrow();
-            if st.marks.paused() == st.told_paused {
-                return;
+            let mut guard = self.st.borrow_mut();
+            let st = &mut *guard;
+            match st.told.owed(&st.marks) {
+                Some(want) => want,
+                None => return,
             }
-            st.marks.paused()
         };
         let Some(p) = self.protocol() else {
             return;
         };
         let Ok(mut protocol) = p.try_borrow_mut() else {
-            let mut st = self.st.borrow_mut();
-            if !st.sync_scheduled {
-                st.sync_scheduled = true;
-                drop(st);
+            let schedule = {
+                let mut st = self.st.borrow_mut();
+                st.told.tell(want);
+                st.told.busy(want)
+            };
+            if schedule {
                 let this = self.clone();
-                self.event_loop.call_soon(move || {
-                    this.st.borrow_mut().sync_scheduled = false;
+                self.port.call_soon(move || {
+                    this.st.borrow_mut().told.retried();
                     Self::sync_flow(&this);
                 });
             }
             return;
         };
-        self.st.borrow_mut().told_paused = want;
+        self.st.borrow_mut().told.tell(want);
         if want {
             protocol.pause_writing();
         } else {
@@ -588,7 +572,7 @@ impl DatagramInner {
             }
             st.closing = true;
             st.aborted |= abort;
-            let driver = self.event_loop.driver();
+            let driver = self.port.driver();
             if let Some(recv) = &st.recv {
                 recv.cancel();
             }
@@ -615,15 +599,16 @@ impl DatagramInner {
         st.lost_scheduled = true;
         drop(st);
         let this = self.clone();
-        self.event_loop.call_soon(move || {
+        self.port.call_soon(move || {
             if let Some(key) = this.live_key.take() {
-                LiveTransports::unregister(&this.event_loop, key);
+                this.port.unregister_live(key);
             }
             let protocol = this.protocol.borrow_mut().take();
             if let Some(p) = protocol
                 && this.made.get()
             {
-                p.borrow_mut().connection_lost(None);
+                let err = this.st.borrow_mut().fatal.take();
+                p.borrow_mut().connection_lost(err);
             }
             let fd = this.st.borrow_mut().fd.take();
             drop(fd);
@@ -650,7 +635,7 @@ impl Live for DatagramInner {
 impl Drop for DatagramInner {
     fn drop(&mut self) {
         if let Some(key) = self.live_key.take() {
-            LiveTransports::unregister(&self.event_loop, key);
+            self.port.unregister_live(key);
         }
     }
 }
@@ -666,90 +651,4 @@ impl OpHandler for DatagramInner {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-    use std::io;
-    use std::net::SocketAddr;
-    use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixDatagram;
-    use std::rc::Rc;
-    use std::time::{Duration, Instant};
-
-    use super::DatagramTransport;
-    use crate::fd::SharedFd;
-    use crate::{DatagramProtocol, EventLoop};
-
-    struct Errors(Rc<RefCell<Vec<io::Error>>>);
-
-    impl DatagramProtocol for Errors {
-        fn datagram_received(&mut self, _data: &[u8], _addr: Option<SocketAddr>) {}
-        fn error_received(&mut self, exc: io::Error) {
-            self.0.borrow_mut().push(exc);
-        }
-    }
-
-    /// More datagrams than the socket's send buffer holds, to a peer that reads only
-    /// later (a Unix datagram pair: unread datagrams stay charged to the sender). The
-    /// quiet (`MSG_DONTWAIT`) sends that find no room come back `EAGAIN` and are pushed
-    /// again as sends that wait; the protocol never hears of it, and every datagram
-    /// arrives, in order.
-    #[test]
-    fn datagrams_that_find_no_room_are_sent_again_not_reported() {
-        const COUNT: usize = 2_000;
-        const SIZE: usize = 1_000;
-        let l = EventLoop::new().unwrap();
-        let (ours, theirs) = UnixDatagram::pair().unwrap();
-        let errors = Rc::new(RefCell::new(Vec::new()));
-        let protocol = Rc::new(RefCell::new(Errors(errors.clone())));
-        // Connected: `sendto(_, None)` goes to the pair's other end.
-        let peer = Some("127.0.0.1:9".parse().unwrap());
-        let t = DatagramTransport::new(&l, SharedFd::new(OwnedFd::from(ours)), peer, protocol);
-        t.start();
-        // High enough that the burst stays quiet (a paused protocol's sends are not).
-        t.set_write_buffer_limits(Some(64 << 20), None).unwrap();
-        let before = l.driver_stats();
-        for i in 0..COUNT {
-            let mut datagram = vec![(i % 251) as u8; SIZE];
-            datagram[..4].copy_from_slice(&(i as u32).to_le_bytes());
-            t.sendto(&datagram, None).unwrap();
-        }
-        // Let the loop submit them all before anybody reads.
-        l.run_until_complete(crate::sleep(Duration::from_millis(20)))
-            .unwrap();
-        assert!(
-            t.get_write_buffer_size() > 0,
-            "the send buffer never filled"
-        );
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 2 * SIZE];
-            for i in 0..COUNT {
-                let n = theirs.recv(&mut buf).unwrap();
-                assert_eq!(n, SIZE, "datagram {i}");
-                let index = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
-                assert_eq!(index, i, "datagrams out of order");
-                assert!(
-                    buf[4..n].iter().all(|&b| b == (i % 251) as u8),
-                    "datagram {i}"
-                );
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while t.get_write_buffer_size() > 0 {
-            assert!(Instant::now() < deadline, "sends never finished");
-            l.run_until_complete(crate::sleep(Duration::from_millis(1)))
-                .unwrap();
-        }
-        reader
-            .join()
-            .expect("every datagram arrived intact and in order");
-        let stats = l.driver_stats();
-        let resent = stats.sqes - before.sqes - COUNT as u64;
-        assert!(errors.borrow().is_empty(), "{:?}", errors.borrow());
-        if l.engine() == crate::Engine::Uring {
-            assert!(resent > 0, "no send found the buffer full: {stats:?}");
-            assert!(stats.quiet - before.quiet > 0, "{stats:?}");
-        }
-        t.close();
-        l.close().unwrap();
-    }
-}
+mod tests;
