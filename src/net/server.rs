@@ -15,7 +15,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
@@ -284,10 +284,7 @@ impl Listener {
 
 impl OpHandler for Listener {
     fn release(&self, _tag: u32, c: &Completion) {
-        if c.result >= 0 {
-            // SAFETY: a successful accept CQE carries a new fd nobody owns yet.
-            drop(unsafe { OwnedFd::from_raw_fd(c.result) });
-        }
+        drop(op::Accepts::accepted(c));
     }
 
     fn on_completion(self: Rc<Self>, _tag: u32, c: Completion) {
@@ -296,9 +293,7 @@ impl OpHandler for Listener {
             drop(accept.map(InFlight::finish));
         }
         let server = self.server.upgrade();
-        if c.result >= 0 {
-            // SAFETY: a successful accept CQE carries a new fd nobody owns yet.
-            let fd = unsafe { OwnedFd::from_raw_fd(c.result) };
+        if let Some(fd) = op::Accepts::accepted(&c) {
             match &server {
                 Some(s) if s.serving.get() => s.connection_accepted(fd),
                 _ => drop(fd),

@@ -37,12 +37,19 @@ impl Accepts {
     }
 }
 
+impl Accepts {
+    /// The connection a completion of this op carries (`None` for an error CQE); the
+    /// caller owns it from here. Call once per completion.
+    pub(crate) fn accepted(c: &Completion) -> Option<OwnedFd> {
+        // SAFETY: a successful accept CQE carries a new fd nobody owns yet, and each
+        // completion is handed to its handler (or orphan) exactly once.
+        (c.result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(c.result) })
+    }
+}
+
 impl Orphan for Accepts {
     fn completed(&mut self, c: &Completion) {
-        if c.result >= 0 {
-            // SAFETY: a successful accept CQE carries a new fd nobody owns yet.
-            drop(unsafe { OwnedFd::from_raw_fd(c.result) });
-        }
+        drop(Accepts::accepted(c));
     }
 }
 
