@@ -97,14 +97,8 @@ impl SharedFd {
     /// Moves salvaged bytes into the start of `buf` (as much as fits); returns the count.
     pub(crate) fn take_salvaged<B: IoBufMut>(&self, buf: &mut B) -> usize {
         let mut salvaged = self.0.salvaged.borrow_mut();
-        let n = salvaged.len().min(buf.bytes_total());
-        let ptr = buf.stable_mut_ptr();
-        for (i, b) in salvaged.drain(..n).enumerate() {
-            // SAFETY: i < n <= bytes_total, so the write stays inside the buffer.
-            unsafe { ptr.add(i).write(b) };
-        }
-        // SAFETY: the first n bytes were just written.
-        unsafe { buf.set_init(n) };
+        let n = crate::buf::fill_start(buf, salvaged.make_contiguous());
+        salvaged.drain(..n);
         n
     }
 

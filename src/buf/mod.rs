@@ -89,6 +89,26 @@ pub unsafe trait IoBufMut: IoBuf {
     unsafe fn set_init(&mut self, n: usize);
 }
 
+/// Copies as much of `src` as fits into the start of `buf` and sets its initialized
+/// length to that; returns the count.
+pub(crate) fn fill_start<B: IoBufMut>(buf: &mut B, src: &[u8]) -> usize {
+    let n = src.len().min(buf.bytes_total());
+    // SAFETY: n <= bytes_total, so the copy stays inside the buffer, whose memory is
+    // stable and distinct from `src` (we hold `buf` mutably).
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf.stable_mut_ptr(), n) };
+    // SAFETY: the first n bytes were just written.
+    unsafe { buf.set_init(n) };
+    n
+}
+
+/// Shrinks `buf`'s initialized length to `n` (a no-op if it is not longer).
+pub(crate) fn truncate_init<B: IoBufMut>(buf: &mut B, n: usize) {
+    if n < buf.bytes_init() {
+        // SAFETY: the first n bytes are within the initialized part.
+        unsafe { buf.set_init(n) };
+    }
+}
+
 // SAFETY: a Vec's bytes live on the heap; moving the Vec moves only its (ptr, len, cap).
 unsafe impl IoBuf for Vec<u8> {
     fn stable_ptr(&self) -> *const u8 {

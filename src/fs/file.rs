@@ -222,8 +222,8 @@ impl File {
             match r {
                 Ok(0) => {
                     let mut buf = slice.into_inner();
-                    // SAFETY: the first `done` bytes were written by earlier reads.
-                    unsafe { buf.set_init(done) };
+                    // The reads set the length up to what they wrote; keep what was read.
+                    crate::buf::truncate_init(&mut buf, done);
                     let e =
                         io::Error::new(io::ErrorKind::UnexpectedEof, "read_exact_at: end of file");
                     return (Err(e), buf);
@@ -232,16 +232,13 @@ impl File {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let mut buf = slice.into_inner();
-                    // SAFETY: as above.
-                    unsafe { buf.set_init(done) };
+                    crate::buf::truncate_init(&mut buf, done);
                     return (Err(e), buf);
                 }
             }
         }
-        let mut buf = slice.into_inner();
-        // SAFETY: every byte up to `total` was read.
-        unsafe { buf.set_init(total) };
-        (Ok(()), buf)
+        // The last read ended at `total`, so the buffer's length is `total`.
+        (Ok(()), slice.into_inner())
     }
 
     /// Writes all the buffer's initialized bytes from `pos`, resubmitting short writes.
@@ -340,9 +337,8 @@ impl File {
     }
 
     fn dup(&self) -> io::Result<OwnedFd> {
-        // SAFETY: the fd is open while `self.fd` lives, which spans this call.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd.raw()) };
-        borrowed.try_clone_to_owned()
+        // The fd is open while `self.fd` lives, which spans this call.
+        crate::sys::dup_cloexec(self.fd.raw())
     }
 
     /// Reserves `len` bytes from `offset` (`fallocate` mode 0: the file grows if needed).

@@ -32,6 +32,14 @@ pub(crate) fn cqe_result(rc: isize) -> i32 {
     }
 }
 
+/// A close-on-exec duplicate of `fd` (which must be open for the call).
+pub(crate) fn dup_cloexec(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes no pointers; an invalid fd is EBADF.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `new` is a fresh, valid fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// A close-on-exec eventfd. It is blocking on purpose: io_uring returns `EAGAIN` for a
 /// read on an `O_NONBLOCK` fd instead of waiting, and the loop keeps a read on it in the ring.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
