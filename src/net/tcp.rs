@@ -201,10 +201,7 @@ impl TcpStream {
 
 impl TcpStream {
     /// The fd its ops share (for the compat adapters).
-    #[cfg_attr(
-        not(any(feature = "tokio", feature = "futures-io", feature = "hyper")),
-        allow(dead_code)
-    )]
+    #[cfg(any(feature = "tokio", feature = "futures-io", feature = "hyper"))]
     pub(crate) fn shared_fd(&self) -> &crate::fd::SharedFd {
         &self.socket.fd
     }
