@@ -73,8 +73,7 @@ async fn check_json(addr: std::net::SocketAddr) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     let ctype = resp.headers().get("content-type").cloned();
-    if resp.status() != 200 || ctype.as_ref().map(|v| v.as_bytes()) != Some(b"application/json")
-    {
+    if resp.status() != 200 || ctype.as_ref().map(|v| v.as_bytes()) != Some(b"application/json") {
         return Err(format!("status {} content-type {ctype:?}", resp.status()));
     }
     let body = resp

@@ -65,7 +65,11 @@ fn main() -> ExitCode {
                     let addr = listener.local_addr().map_err(|e| e.to_string())?;
                     println!("listening on {addr}");
                     let server = ringloop::spawn(http::serve_hello(listener, header_timeout));
-                    let ok = http::run_load(load(&args2, http::Url::parse(&format!("http://{addr}/"))?)?).await;
+                    let ok = http::run_load(load(
+                        &args2,
+                        http::Url::parse(&format!("http://{addr}/"))?,
+                    )?)
+                    .await;
                     server.cancel();
                     Ok::<bool, String>(ok)
                 })

@@ -75,7 +75,10 @@ fn parse(input: &[u8]) -> Parsed {
     let mut close = req.version == Some(0);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
                 Some(n) => body = n,
                 None => return Parsed::Fatal(BAD_REQUEST),
             }
@@ -138,7 +141,11 @@ impl HttpProtocol {
         let mut close = false;
         while at < input.len() {
             match parse(&input[at..]) {
-                Parsed::Request { len, answer, close: c } => {
+                Parsed::Request {
+                    len,
+                    answer,
+                    close: c,
+                } => {
                     self.out.extend_from_slice(answer);
                     at += len;
                     if c {
@@ -168,10 +175,10 @@ impl HttpProtocol {
     /// (if it is not running), and the connection closes unless that request completes
     /// within the header timeout (trickling bytes do not restart it).
     fn rearm_timer(&mut self, answered: bool) {
-        if answered || self.input.is_empty() {
-            if let Some(h) = self.timer.take() {
-                h.cancel();
-            }
+        if (answered || self.input.is_empty())
+            && let Some(h) = self.timer.take()
+        {
+            h.cancel();
         }
         if let (None, false, Some(t)) = (&self.timer, self.input.is_empty(), &self.transport) {
             let t = t.clone();
@@ -277,7 +284,10 @@ fn self_check(args: &[String]) -> Result<bool, String> {
                     }
                 }
             }
-            println!("pipelined: 4 connections x 200 batches x 16 requests: {}", if ok { "ok" } else { "WRONG" });
+            println!(
+                "pipelined: 4 connections x 200 batches x 16 requests: {}",
+                if ok { "ok" } else { "WRONG" }
+            );
             ok &= http::run_load(http::Load {
                 url: http::Url::parse(&format!("http://{addr}/"))?,
                 requests: 2000,

@@ -61,7 +61,8 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello));
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello));
                 tokio::task::spawn_local(async move {
                     let _ = conn.await;
                 });

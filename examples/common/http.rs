@@ -301,7 +301,11 @@ pub fn executor() -> LoopExecutor {
 
 /// Sends `raw` on a new connection to `addr` and reads until the server closes (at most
 /// `limit`); the bytes received. For the self-checks' bad-input cases.
-pub async fn raw_exchange(addr: SocketAddr, raw: Vec<u8>, limit: Duration) -> Result<Vec<u8>, String> {
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    raw: Vec<u8>,
+    limit: Duration,
+) -> Result<Vec<u8>, String> {
     ringloop::timeout(limit, async move {
         let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let (res, _) = s.write_all(raw).await;
@@ -354,7 +358,10 @@ pub async fn check_bad_input(addr: SocketAddr) -> bool {
             Ok(got) => {
                 let status = status_of(&got);
                 let ok = status.is_some_and(|s| want.contains(&s));
-                println!("bad input: {what}: {status:?} then close: {}", if ok { "ok" } else { "WRONG" });
+                println!(
+                    "bad input: {what}: {status:?} then close: {}",
+                    if ok { "ok" } else { "WRONG" }
+                );
                 all &= ok;
             }
             Err(e) => {
