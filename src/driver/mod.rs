@@ -20,6 +20,7 @@ pub(crate) mod attempt;
 mod backend;
 mod engine;
 mod epoll;
+mod iowq;
 mod quiet;
 mod setup;
 pub(crate) mod slots;
@@ -39,6 +40,7 @@ use io_uring::squeue::{Entry, Flags};
 
 pub(crate) use attempt::{ARGS, Attempt, Interest, Outcome};
 pub use engine::Engine;
+pub(crate) use iowq::IowqLimits;
 pub(crate) use setup::RingSize;
 pub use setup::SetupMode;
 pub(crate) use slots::{Completion, Dispatch, Driven, OpHandler, Orphan};
@@ -198,6 +200,17 @@ impl Driver {
         match self.inner.borrow().backend.as_ref()? {
             Backend::Uring(u) => Some(u.mode()),
             Backend::Epoll(_) => None,
+        }
+    }
+
+    /// Caps the io-wq worker threads of the calling thread (io_uring; see `iowq.rs`) and
+    /// returns the limits in force before; `Ok(None)` on the epoll engine, which has no
+    /// io-wq. Zero in a field leaves that pool's limit as it is.
+    pub(crate) fn set_iowq_limits(&self, limits: IowqLimits) -> io::Result<Option<IowqLimits>> {
+        match self.inner.borrow().backend.as_ref() {
+            Some(Backend::Uring(u)) => u.set_iowq_limits(limits).map(Some),
+            Some(Backend::Epoll(_)) => Ok(None),
+            None => Err(closed_error()),
         }
     }
 

@@ -9,6 +9,7 @@ use io_uring::squeue::Entry;
 use io_uring::types::{SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe};
 
+use super::iowq::{self, IowqLimits};
 use super::{Completion, DriverStats, SetupMode, Wait};
 use crate::buf::ring::BufRing;
 
@@ -28,6 +29,11 @@ impl UringEngine {
 
     pub(super) fn mode(&self) -> SetupMode {
         self.mode
+    }
+
+    /// Caps this thread's io-wq workers; returns the limits in force before.
+    pub(super) fn set_iowq_limits(&self, limits: IowqLimits) -> io::Result<IowqLimits> {
+        iowq::apply(&self.ring, limits)
     }
 
     pub(super) fn supports(&self, opcode: u8) -> bool {

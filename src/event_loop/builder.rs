@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::services::Services;
 use super::timers::Timers;
 use super::{EventLoop, LoopInner, Shared, State};
-use crate::driver::{Driver, Engine, RingSize};
+use crate::driver::{Driver, Engine, IowqLimits, RingSize};
 use crate::error::Error;
 use crate::task;
 
@@ -22,6 +22,7 @@ pub struct LoopBuilder {
     size: RingSize,
     net: NetConfig,
     engine: Option<Engine>,
+    iowq: IowqLimits,
 }
 
 /// How stream transports receive: options a loop keeps for its transports and buffer
@@ -47,6 +48,7 @@ impl Default for LoopBuilder {
                 recv_buffer_size: 16 * 1024,
             },
             engine: None,
+            iowq: IowqLimits::default(),
         }
     }
 }
@@ -89,6 +91,23 @@ impl LoopBuilder {
         self
     }
 
+    /// Caps io_uring's kernel worker threads (`iou-wrk-<tid>`) for the thread that builds
+    /// this loop (`IORING_REGISTER_IOWQ_MAX_WORKERS`, Linux 5.15+; ignored before, and on
+    /// the epoll engine). `bounded` serves file work the kernel cannot do inline (buffered
+    /// reads that miss the cache, fsync, statx, opens); `unbounded`, work that may wait
+    /// forever (sockets, pipes, splice). 0 leaves a pool at the kernel's limit (`4 × CPUs`
+    /// and `RLIMIT_NPROC`). Default: `4 × CPUs` clamped to 4..=32, and 64. The limits are
+    /// the thread's: every loop built on it shares them, the last one built sets them.
+    ///
+    /// ```
+    /// let lp = ringloop::LoopBuilder::default().iowq_max_workers(8, 16).build()?;
+    /// # lp.close()?; Ok::<(), ringloop::Error>(())
+    /// ```
+    pub fn iowq_max_workers(mut self, bounded: u32, unbounded: u32) -> Self {
+        self.iowq = IowqLimits { bounded, unbounded };
+        self
+    }
+
     /// asyncio's `run` on a loop with these options: creates it, makes it current, runs
     /// `fut` to completion, cancels what tasks remain, closes the loop.
     pub fn run<F>(self, fut: F) -> Result<F::Output, Error>
@@ -119,6 +138,12 @@ impl LoopBuilder {
                 }
             },
         };
+        match driver.set_iowq_limits(self.iowq) {
+            Err(e) if e.kind() != std::io::ErrorKind::Unsupported => {
+                return Err(Error::Io(Arc::new(e)));
+            }
+            _ => {}
+        }
         let shared = Shared::new(driver.unparker());
         let inner = Rc::new(LoopInner {
             id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),

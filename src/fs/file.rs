@@ -352,3 +352,11 @@ impl File {
         crate::fd::close_shared(self.fd).await
     }
 }
+
+impl AsRawFd for File {
+    /// The file's descriptor, for calls ringloop does not wrap (`posix_fadvise`, `flock`).
+    /// It stays open while the `File` (or an op on it) lives; do not close it.
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.raw()
+    }
+}
