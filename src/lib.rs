@@ -102,6 +102,10 @@ pub use executor::Executor;
 pub use future::{CallbackId, Future};
 pub use process::{SubprocessProtocol, SubprocessTransport};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+/// `#[ringloop::main]` / `#[ringloop::test]`: an `async fn` run on a fresh loop, with
+/// `engine = "uring" | "epoll" | "auto"` (feature `macros`).
+#[cfg(feature = "macros")]
+pub use ringloop_macros::{main, test};
 pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
