@@ -46,6 +46,7 @@
 //! | `StreamWriter.write`, `writelines`, `drain`, `write_eof`, `can_write_eof`, `close`, `is_closing`, `wait_closed`, `get_extra_info`, `transport` | same names on [`StreamWriter`] |
 //! | `asyncio.Lock` (`acquire`, `release`, `locked`, `async with`) | [`Lock`] (`acquire().await` → [`LockGuard`], released on drop; [`Lock::release`], [`Lock::locked`]) |
 //! | `asyncio.Event` (`set`, `clear`, `is_set`, `wait`) | [`Event`] |
+//! | `asyncio.Condition` (`acquire`, `wait`, `wait_for`, `notify`, `notify_all`) | [`Condition`] ([`Condition::with_lock`]; `wait(guard).await` → the guard back) |
 //! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
@@ -106,7 +107,7 @@ pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
 };
-pub use sync::{BoundedSemaphore, Event, Lock, LockGuard, Semaphore, SemaphoreGuard};
+pub use sync::{BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, SemaphoreGuard};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, Task, TaskFailure, TaskGroup, TaskGroupError,
     TaskSpawner, Timeout, TimeoutScope, WithTimeout, all_tasks, as_completed, create_task,

@@ -8,7 +8,13 @@ mod util;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ringloop::{BoundedSemaphore, Event, Lock, Semaphore, spawn, yield_now};
+use std::cell::Cell;
+use std::time::Duration;
+
+use ringloop::{
+    BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, spawn, timeout, wait_for,
+    yield_now,
+};
 
 fn push(v: &Rc<RefCell<Vec<i32>>>, x: i32) {
     v.borrow_mut().push(x);
@@ -285,4 +291,445 @@ fn semaphore_test_acquire_fifo_order_3() {
         t3.await.unwrap();
         assert_eq!(*result.borrow(), [2, 3]);
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// ConditionTests. A Rust `wait` takes the guard and gives it back; a task that returns
+// "holding the lock" as asyncio's do keeps it with `LockGuard::forget`.
+
+/// A task that acquires `cond`, waits once, records `n` and keeps the lock.
+fn cond_waiter(
+    cond: &Condition,
+    result: &Rc<RefCell<Vec<i32>>>,
+    n: i32,
+    release: bool,
+) -> ringloop::JoinHandle<bool> {
+    let (c, r) = (cond.clone(), result.clone());
+    spawn(async move {
+        let g = c.acquire().await;
+        let g = c.wait(g).await.unwrap();
+        push(&r, n);
+        if release {
+            drop(g);
+        } else {
+            g.forget();
+        }
+        true
+    })
+}
+
+#[test]
+fn condition_test_wait() {
+    util::run(async {
+        let cond = Condition::new();
+        let result = Rc::new(RefCell::new(Vec::new()));
+        let t1 = cond_waiter(&cond, &result, 1, false);
+        let t2 = cond_waiter(&cond, &result, 2, false);
+        let t3 = cond_waiter(&cond, &result, 3, false);
+        yield_now().await;
+        assert!(result.borrow().is_empty());
+        assert!(!cond.locked());
+
+        cond.acquire().await.forget();
+        cond.notify(1).unwrap();
+        yield_now().await;
+        assert!(result.borrow().is_empty());
+        assert!(cond.locked());
+
+        cond.release().unwrap();
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1]);
+        assert!(cond.locked());
+
+        cond.notify(2).unwrap();
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1]);
+        assert!(cond.locked());
+
+        cond.release().unwrap();
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1, 2]);
+        assert!(cond.locked());
+
+        cond.release().unwrap();
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1, 2, 3]);
+        assert!(cond.locked());
+        assert!(t1.await.unwrap() && t2.await.unwrap() && t3.await.unwrap());
+    });
+}
+
+#[test]
+fn condition_test_wait_cancel() {
+    util::run(async {
+        let cond = Condition::new();
+        let g = cond.acquire().await;
+        let c = cond.clone();
+        let wait = spawn(async move { c.wait(g).await.map(drop) });
+        yield_now().await;
+        assert_eq!(cond.waiters(), 1);
+        wait.cancel();
+        assert!(wait.await.unwrap_err().is_cancelled());
+        assert_eq!(cond.waiters(), 0);
+        // asyncio's cancelled wait re-acquires the lock; a dropped Rust future cannot
+        // await, and the guard it took went with it: the lock is free.
+        assert!(!cond.locked());
+    });
+}
+
+#[test]
+fn condition_test_wait_cancel_contested() {
+    util::run(async {
+        let cond = Condition::new();
+        let g = cond.acquire().await;
+        assert!(cond.locked());
+        let c = cond.clone();
+        let wait_task = spawn(async move { c.wait(g).await.map(LockGuard::forget) });
+        yield_now().await;
+        assert!(!cond.locked());
+
+        // Notify, but contest the lock before cancelling.
+        cond.acquire().await.forget();
+        assert!(cond.locked());
+        cond.notify(1).unwrap();
+        let l = ringloop::get_running_loop().unwrap();
+        let (w, c) = (wait_task.task(), cond.clone());
+        l.call_soon(move || {
+            w.cancel();
+        });
+        l.call_soon(move || c.release().unwrap());
+        // asyncio lets the woken task finish its wait (holding the lock) and then raise;
+        // ringloop drops a cancelled task's future at its next step, re-acquire and all.
+        let r = wait_task.await;
+        match r {
+            Ok(Ok(())) => assert!(cond.locked()),
+            Err(e) => {
+                assert!(e.is_cancelled());
+                assert!(!cond.locked());
+            }
+            Ok(Err(e)) => panic!("wait refused: {e}"),
+        }
+        assert_eq!(cond.waiters(), 0);
+    });
+}
+
+#[test]
+fn condition_test_wait_cancel_after_notify() {
+    // bpo-32841
+    util::run(async {
+        let cond = Condition::new();
+        let waited = Rc::new(Cell::new(false));
+        let (c, w) = (cond.clone(), waited.clone());
+        let waiter = spawn(async move {
+            let g = c.acquire().await;
+            w.set(true);
+            drop(c.wait(g).await);
+        });
+        yield_now().await; // start waiting
+        cond.acquire().await.forget();
+        cond.notify(1).unwrap();
+        yield_now().await; // get to acquire()
+        waiter.cancel();
+        yield_now().await; // activate cancellation
+        cond.release().unwrap();
+        yield_now().await; // cancellation should occur
+        assert!(waiter.cancelled());
+        assert!(waited.get());
+        assert!(!cond.locked());
+        assert_eq!(cond.lock().waiters(), 0);
+    });
+}
+
+#[test]
+fn condition_test_wait_unacquired() {
+    util::run(async {
+        let cond = Condition::new();
+        // A guard whose hold ended (unguarded release) does not prove the lock is held.
+        let g = cond.acquire().await;
+        cond.release().unwrap();
+        assert!(cond.wait(g).await.is_err());
+        // Nor does a guard of another lock.
+        let other = Lock::new();
+        let g = other.acquire().await;
+        assert!(cond.wait(g).await.is_err());
+        assert!(!cond.locked());
+        assert_eq!(cond.waiters(), 0);
+    });
+}
+
+#[test]
+fn condition_test_wait_for() {
+    util::run(async {
+        let cond = Condition::new();
+        let presult = Rc::new(Cell::new(false));
+        let result = Rc::new(RefCell::new(Vec::new()));
+        let (c, p, r) = (cond.clone(), presult.clone(), result.clone());
+        let t = spawn(async move {
+            let g = c.acquire().await;
+            let g = c.wait_for(g, || p.get()).await.unwrap();
+            push(&r, 1);
+            drop(g);
+            true
+        });
+        yield_now().await;
+        assert!(result.borrow().is_empty());
+
+        let g = cond.acquire().await;
+        cond.notify(1).unwrap();
+        drop(g);
+        yield_now().await;
+        assert!(result.borrow().is_empty());
+
+        presult.set(true);
+        let g = cond.acquire().await;
+        cond.notify(1).unwrap();
+        drop(g);
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1]);
+        assert!(t.is_finished());
+        assert!(t.await.unwrap());
+    });
+}
+
+#[test]
+fn condition_test_wait_for_unacquired() {
+    util::run(async {
+        let cond = Condition::new();
+        let g = cond.acquire().await;
+        cond.release().unwrap();
+        // asyncio returns a true predicate without looking at the lock; here the guard
+        // is checked first (a stale guard given back would prove nothing).
+        assert!(cond.wait_for(g, || true).await.is_err());
+        let g = cond.acquire().await;
+        let g = cond.wait_for(g, || true).await.unwrap();
+        assert!(g.is_current());
+    });
+}
+
+#[test]
+fn condition_test_notify() {
+    util::run(async {
+        let cond = Condition::new();
+        let result = Rc::new(RefCell::new(Vec::new()));
+        let t1 = cond_waiter(&cond, &result, 1, true);
+        let t2 = cond_waiter(&cond, &result, 2, true);
+        let t3 = cond_waiter(&cond, &result, 3, true);
+        yield_now().await;
+        assert!(result.borrow().is_empty());
+
+        let g = cond.acquire().await;
+        cond.notify(1).unwrap();
+        drop(g);
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1]);
+
+        let g = cond.acquire().await;
+        cond.notify(1).unwrap();
+        cond.notify(2048).unwrap();
+        drop(g);
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1, 2, 3]);
+        assert!(t1.await.unwrap() && t2.await.unwrap() && t3.await.unwrap());
+    });
+}
+
+#[test]
+fn condition_test_notify_all() {
+    util::run(async {
+        let cond = Condition::new();
+        let result = Rc::new(RefCell::new(Vec::new()));
+        let t1 = cond_waiter(&cond, &result, 1, true);
+        let t2 = cond_waiter(&cond, &result, 2, true);
+        yield_now().await;
+        assert!(result.borrow().is_empty());
+        let g = cond.acquire().await;
+        cond.notify_all().unwrap();
+        drop(g);
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1, 2]);
+        assert!(t1.await.unwrap() && t2.await.unwrap());
+    });
+}
+
+#[test]
+fn condition_test_notify_unacquired() {
+    assert!(Condition::new().notify(1).is_err());
+}
+
+#[test]
+fn condition_test_notify_all_unacquired() {
+    assert!(Condition::new().notify_all().is_err());
+}
+
+#[test]
+fn condition_test_repr() {
+    util::run(async {
+        let cond = Condition::new();
+        assert!(cond.to_string().ends_with("[unlocked]>"));
+        let g = cond.acquire().await;
+        assert!(cond.to_string().ends_with("[locked]>"));
+        let c = cond.clone();
+        let t = spawn(async move { c.wait(g).await.map(drop) });
+        yield_now().await;
+        assert!(
+            cond.to_string().ends_with("[unlocked, waiters:1]>"),
+            "{cond}"
+        );
+        t.cancel();
+        let _ = t.await;
+        assert!(cond.to_string().ends_with("[unlocked]>"));
+    });
+}
+
+#[test]
+fn condition_test_context_manager() {
+    util::run(async {
+        let cond = Condition::new();
+        assert!(!cond.locked());
+        {
+            let _g = cond.acquire().await;
+            assert!(cond.locked());
+        }
+        assert!(!cond.locked());
+    });
+}
+
+#[test]
+fn condition_test_explicit_lock() {
+    util::run(async {
+        async fn f(lock: Option<Lock>, cond: Option<Condition>) {
+            let lock = lock.unwrap_or_default();
+            let cond = cond.unwrap_or_else(|| Condition::with_lock(lock.clone()));
+            assert!(cond.lock().to_string() == lock.to_string());
+            assert!(!lock.locked() && !cond.locked());
+            {
+                let _g = cond.acquire().await;
+                assert!(lock.locked() && cond.locked());
+            }
+            assert!(!lock.locked() && !cond.locked());
+            {
+                let _g = lock.acquire().await;
+                assert!(lock.locked() && cond.locked());
+            }
+            assert!(!lock.locked() && !cond.locked());
+        }
+        f(None, None).await;
+        f(Some(Lock::new()), None).await;
+        let lock = Lock::new();
+        f(Some(lock.clone()), Some(Condition::with_lock(lock))).await;
+    });
+}
+
+#[test]
+fn condition_test_timeout_in_block() {
+    util::run(async {
+        let cond = Condition::new();
+        let g = cond.acquire().await;
+        let r = wait_for(cond.wait(g), Duration::from_millis(50)).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert_eq!(cond.waiters(), 0);
+    });
+}
+
+#[test]
+fn condition_test_cancelled_error_wakeup() {
+    // The concept in Rust: a task cancelled while it waits for the wake-up ends cancelled
+    // and leaves neither a waiter slot nor the lock behind.
+    util::run(async {
+        let cond = Condition::new();
+        let c = cond.clone();
+        let task = spawn(async move {
+            let g = c.acquire().await;
+            drop(c.wait_for(g, || false).await);
+        });
+        yield_now().await;
+        assert_eq!(cond.waiters(), 1);
+        task.cancel();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert_eq!(cond.waiters(), 0);
+        assert!(!cond.locked());
+    });
+}
+
+#[test]
+fn condition_test_cancelled_error_re_aquire() {
+    // Cancelled while re-acquiring the lock: the task ends cancelled, its lock waiter is
+    // gone, and the lock is free once the notifier releases it.
+    util::run(async {
+        let cond = Condition::new();
+        let wake = Rc::new(Cell::new(false));
+        let (c, w) = (cond.clone(), wake.clone());
+        let task = spawn(async move {
+            let g = c.acquire().await;
+            drop(c.wait_for(g, || w.get()).await);
+        });
+        yield_now().await;
+        cond.acquire().await.forget();
+        wake.set(true);
+        cond.notify(1).unwrap();
+        yield_now().await;
+        assert_eq!(cond.lock().waiters(), 1);
+        task.cancel();
+        cond.release().unwrap();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert!(!cond.locked());
+        assert_eq!(cond.lock().waiters(), 0);
+    });
+}
+
+/// The consumers of `test_cancelled_wakeup{,_relock}`: wait for `state != 0`, consume
+/// one unit, until `state < 0`.
+fn consumer(cond: &Condition, state: &Rc<Cell<i32>>) -> ringloop::JoinHandle<()> {
+    let (c, s) = (cond.clone(), state.clone());
+    spawn(async move {
+        let mut g = c.acquire().await;
+        loop {
+            g = c.wait_for(g, || s.get() != 0).await.unwrap();
+            if s.get() < 0 {
+                return;
+            }
+            s.set(s.get() - 1);
+        }
+    })
+}
+
+async fn cancelled_wakeup(relock: bool) {
+    let cond = Condition::new();
+    let state = Rc::new(Cell::new(0));
+    let c = [consumer(&cond, &state), consumer(&cond, &state)];
+    yield_now().await;
+    let g = cond.acquire().await;
+    // Produce one item and wake up one consumer.
+    state.set(state.get() + 1);
+    cond.notify(1).unwrap();
+    if relock {
+        // Let it wake and queue to re-acquire the lock, then cancel it there.
+        yield_now().await;
+        assert_eq!(cond.lock().waiters(), 1);
+    }
+    c[0].cancel();
+    // If the item is not consumed, the notify was lost to the cancellation.
+    let s = state.clone();
+    let g = match timeout(Duration::from_millis(10), cond.wait_for(g, || s.get() == 0)).await {
+        Ok(g) => g.unwrap(),
+        // The timed-out wait took the guard with it: take the lock again.
+        Err(_) => cond.acquire().await,
+    };
+    assert_eq!(state.get(), 0);
+    state.set(-1);
+    cond.notify_all().unwrap();
+    drop(g);
+    let [c0, c1] = c;
+    assert!(c0.await.unwrap_err().is_cancelled());
+    c1.await.unwrap();
+}
+
+#[test]
+fn condition_test_cancelled_wakeup() {
+    util::run(cancelled_wakeup(false));
+}
+
+#[test]
+fn condition_test_cancelled_wakeup_relock() {
+    util::run(cancelled_wakeup(true));
 }
