@@ -48,6 +48,7 @@
 //! | `asyncio.Event` (`set`, `clear`, `is_set`, `wait`) | [`Event`] |
 //! | `asyncio.Condition` (`acquire`, `wait`, `wait_for`, `notify`, `notify_all`) | [`Condition`] ([`Condition::with_lock`]; `wait(guard).await` → the guard back) |
 //! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
+//! | `asyncio.Barrier` (`wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken`), `BrokenBarrierError` | [`Barrier`] (`wait().await` → this task's index), [`BrokenBarrier`] |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -107,7 +108,10 @@ pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
 };
-pub use sync::{BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, SemaphoreGuard};
+pub use sync::{
+    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockGuard, Semaphore,
+    SemaphoreGuard,
+};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, Task, TaskFailure, TaskGroup, TaskGroupError,
     TaskSpawner, Timeout, TimeoutScope, WithTimeout, all_tasks, as_completed, create_task,

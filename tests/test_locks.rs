@@ -12,8 +12,8 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use ringloop::{
-    BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, spawn, timeout, wait_for,
-    yield_now,
+    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockGuard, Semaphore, spawn,
+    timeout, wait_for, yield_now,
 };
 
 fn push(v: &Rc<RefCell<Vec<i32>>>, x: i32) {
@@ -732,4 +732,645 @@ fn condition_test_cancelled_wakeup() {
 #[test]
 fn condition_test_cancelled_wakeup_relock() {
     util::run(cancelled_wakeup(true));
+}
+
+// ---------------------------------------------------------------------------------------
+// BarrierTests (N = 5 unless the case sets it).
+
+const N: usize = 5;
+
+/// Spawns `n` tasks running `f()`.
+fn make_tasks<F, Fut>(n: usize, f: F) -> Vec<ringloop::JoinHandle<Fut::Output>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future + 'static,
+    Fut::Output: 'static,
+{
+    (0..n).map(|_| spawn(f())).collect()
+}
+
+/// Spawns `n` tasks running `f()` and awaits them all (asyncio's `gather`).
+async fn gather_tasks<F, Fut>(n: usize, f: F) -> Vec<Fut::Output>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future + 'static,
+    Fut::Output: 'static,
+{
+    let mut out = Vec::new();
+    for t in make_tasks(n, f) {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn counter() -> Rc<Cell<usize>> {
+    Rc::new(Cell::new(0))
+}
+
+fn bump(c: &Cell<usize>) -> usize {
+    c.set(c.get() + 1);
+    c.get()
+}
+
+#[test]
+fn barrier_test_barrier() {
+    let barrier = Barrier::new(N).unwrap();
+    assert!(barrier.to_string().contains("filling"));
+}
+
+#[test]
+fn barrier_test_repr() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        assert_eq!(barrier.to_string(), "<Barrier [filling, waiters:0/5]>");
+        let mut waiters = Vec::new();
+        let wait = |b: &Barrier| {
+            let b = b.clone();
+            spawn(async move { b.wait().await })
+        };
+        let incr = 2;
+        for _ in 0..incr {
+            waiters.push(wait(&barrier));
+        }
+        yield_now().await;
+        assert!(barrier.to_string().contains(&format!("waiters:{incr}/{N}")));
+        assert!(barrier.to_string().contains("filling"));
+
+        // Create the missing waiters.
+        for _ in 0..barrier.parties() - barrier.n_waiting() {
+            waiters.push(wait(&barrier));
+        }
+        yield_now().await;
+        assert!(barrier.to_string().contains("draining"), "{barrier}");
+
+        // Add a part of waiters, and reset.
+        for _ in 0..incr {
+            waiters.push(wait(&barrier));
+        }
+        yield_now().await;
+        barrier.reset().await;
+        assert!(barrier.to_string().contains("resetting"), "{barrier}");
+
+        // Add a part of waiters again, and abort.
+        for _ in 0..incr {
+            waiters.push(wait(&barrier));
+        }
+        yield_now().await;
+        barrier.abort().await;
+        assert_eq!(barrier.to_string(), "<Barrier [broken]>");
+        assert!(barrier.broken());
+        for w in waiters {
+            let _ = w.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn barrier_test_barrier_parties() {
+    assert_eq!(Barrier::new(0).unwrap_err(), ringloop::sync::ZeroParties);
+    assert_eq!(Barrier::new(N).unwrap().parties(), N);
+}
+
+#[test]
+fn barrier_test_context_manager() {
+    util::run(async {
+        let n = 3;
+        let barrier = Barrier::new(n).unwrap();
+        let b = barrier.clone();
+        let mut results = gather_tasks(n, || {
+            let b = b.clone();
+            async move { b.wait().await.unwrap() }
+        })
+        .await;
+        results.sort();
+        assert_eq!(results, [0, 1, 2]);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_filling_one_task() {
+    util::run(async {
+        let barrier = Barrier::new(1).unwrap();
+        assert_eq!(barrier.wait().await, Ok(0));
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_filling_one_task_twice() {
+    util::run(async {
+        let barrier = Barrier::new(1).unwrap();
+        let b = barrier.clone();
+        let t1 = spawn(async move { b.wait().await });
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 0);
+        let b = barrier.clone();
+        let t2 = spawn(async move { b.wait().await });
+        yield_now().await;
+        assert!(t1.is_finished() && t2.is_finished());
+        assert_eq!(t1.await.unwrap(), t2.await.unwrap());
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_filling_task_by_task() {
+    util::run(async {
+        let barrier = Barrier::new(3).unwrap();
+        let wait = || {
+            let b = barrier.clone();
+            spawn(async move { b.wait().await })
+        };
+        let t1 = wait();
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 1);
+        assert!(barrier.to_string().contains("filling"));
+        let t2 = wait();
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 2);
+        assert!(barrier.to_string().contains("filling"));
+        let t3 = wait();
+        yield_now().await;
+        for t in [t1, t2, t3] {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_filling_tasks_wait_twice() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let (b, r) = (barrier.clone(), results.clone());
+        gather_tasks(N, || {
+            let (b, r) = (b.clone(), r.clone());
+            async move {
+                b.wait().await.unwrap();
+                r.borrow_mut().push(true);
+                b.wait().await.unwrap();
+                r.borrow_mut().push(false);
+            }
+        })
+        .await;
+        let results = results.borrow();
+        assert_eq!(results.len(), N * 2);
+        assert_eq!(results.iter().filter(|x| **x).count(), N);
+        assert!(results[..N].iter().all(|x| *x));
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_filling_tasks_check_return_value() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let (r1, r2) = (counter(), counter());
+        let (b, c1, c2) = (barrier.clone(), r1.clone(), r2.clone());
+        let mut res = gather_tasks(N, || {
+            let (b, c1, c2) = (b.clone(), c1.clone(), c2.clone());
+            async move {
+                b.wait().await.unwrap();
+                bump(&c1);
+                let i = b.wait().await.unwrap();
+                bump(&c2);
+                i
+            }
+        })
+        .await;
+        assert_eq!((r1.get(), r2.get()), (N, N));
+        res.sort();
+        assert_eq!(res, (0..N).collect::<Vec<_>>());
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_draining_state() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let (b, r) = (barrier.clone(), results.clone());
+        gather_tasks(N, || {
+            let (b, r) = (b.clone(), r.clone());
+            async move {
+                b.wait().await.unwrap();
+                // The barrier is back to filling for the last task out.
+                r.borrow_mut().push(b.to_string().contains("draining"));
+            }
+        })
+        .await;
+        let results = results.borrow();
+        assert_eq!(results.len(), N);
+        assert!(!results[N - 1]);
+        assert!(results[..N - 1].iter().all(|x| *x));
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_blocking_tasks_while_draining() {
+    util::run(async {
+        let rewait = 2;
+        let barrier = Barrier::new(N).unwrap();
+        let barrier_nowaiting = Barrier::new(N - rewait).unwrap();
+        let rewait_n = Rc::new(Cell::new(rewait));
+        let (b, bn, rn) = (barrier.clone(), barrier_nowaiting.clone(), rewait_n.clone());
+        // Success means barrier_nowaiting was waited for exactly N - rewait times.
+        gather_tasks(N, || {
+            let (b, bn, rn) = (b.clone(), bn.clone(), rn.clone());
+            async move {
+                b.wait().await.unwrap();
+                if rn.get() > 0 {
+                    rn.set(rn.get() - 1);
+                    b.wait().await.unwrap();
+                } else {
+                    bn.wait().await.unwrap();
+                    b.wait().await.unwrap();
+                }
+            }
+        })
+        .await;
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_test_filling_tasks_cancel_one() {
+    util::run(async {
+        let barrier = Barrier::new(3).unwrap();
+        let results = counter();
+        let coro = || {
+            let (b, r) = (barrier.clone(), results.clone());
+            spawn(async move {
+                b.wait().await.unwrap();
+                bump(&r);
+            })
+        };
+        let t1 = coro();
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 1);
+        let t2 = coro();
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 2);
+        t1.cancel();
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 1);
+        assert!(t1.await.unwrap_err().is_cancelled());
+        let t3 = coro();
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 2);
+        let t4 = coro();
+        for t in [t2, t3, t4] {
+            t.await.unwrap();
+        }
+        assert_eq!(results.get(), 3);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_reset_barrier() {
+    util::run(async {
+        let barrier = Barrier::new(1).unwrap();
+        let b = barrier.clone();
+        let t = spawn(async move { b.reset().await });
+        yield_now().await;
+        assert!(t.is_finished());
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_reset_barrier_while_tasks_waiting() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let results = counter();
+        let (b, r) = (barrier.clone(), results.clone());
+        let tasks = make_tasks(N - 1, || {
+            let (b, r) = (b.clone(), r.clone());
+            async move {
+                if b.wait().await == Err(BrokenBarrier) {
+                    bump(&r);
+                }
+            }
+        });
+        yield_now().await;
+        let b = barrier.clone();
+        let _reset = spawn(async move { b.reset().await });
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(results.get(), N - 1);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.to_string().contains("resetting"));
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_reset_barrier_when_tasks_half_draining() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let results1 = counter();
+        let rest_of_tasks = N / 2;
+        // asyncio reads `barrier._count` (tasks still inside): N minus those out.
+        let out = counter();
+        let (b, r1, o) = (barrier.clone(), results1.clone(), out.clone());
+        gather_tasks(N, || {
+            let (b, r1, o) = (b.clone(), r1.clone(), o.clone());
+            async move {
+                match b.wait().await {
+                    Err(BrokenBarrier) => {
+                        bump(&r1);
+                    }
+                    Ok(_) => {
+                        if N - bump(&o) == rest_of_tasks {
+                            b.reset().await;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(results1.get(), rest_of_tasks);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.to_string().contains("resetting"));
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_reset_barrier_when_tasks_half_draining_half_blocking() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let (results1, results2) = (counter(), counter());
+        let blocking_tasks = N / 2;
+        let count = counter();
+        let (b, r1, r2, c) = (
+            barrier.clone(),
+            results1.clone(),
+            results2.clone(),
+            count.clone(),
+        );
+        gather_tasks(N, || {
+            let (b, r1, r2, c) = (b.clone(), r1.clone(), r2.clone(), c.clone());
+            async move {
+                match b.wait().await {
+                    Err(BrokenBarrier) => {
+                        // The tasks still waiting: wait again to reach the parties.
+                        bump(&r1);
+                        b.wait().await.unwrap();
+                    }
+                    Ok(_) => {
+                        if bump(&c) > blocking_tasks {
+                            // Reset now: the waiting tasks get BrokenBarrier.
+                            b.reset().await;
+                            b.wait().await.unwrap();
+                        } else if b.wait().await.is_err() {
+                            // Never: blocked tasks wait through the reset.
+                            bump(&r2);
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(results1.get(), blocking_tasks);
+        assert_eq!(results2.get(), 0);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.to_string().contains("resetting"));
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn barrier_test_reset_barrier_while_tasks_waiting_and_waiting_again() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let (results1, results2) = (counter(), counter());
+        let (b, r1, r2) = (barrier.clone(), results1.clone(), results2.clone());
+        let tasks = make_tasks(N - 1, || {
+            let (b, r1, r2) = (b.clone(), r1.clone(), r2.clone());
+            async move {
+                if b.wait().await.is_err() {
+                    bump(&r1);
+                }
+                b.wait().await.unwrap();
+                bump(&r2);
+            }
+        });
+        // Reset the barrier: the N-1 waiting tasks get BrokenBarrier.
+        let b = barrier.clone();
+        let _reset = spawn(async move { b.reset().await });
+        yield_now().await;
+        // Complete the waiting tasks' second wait.
+        let (b, r2) = (barrier.clone(), results2.clone());
+        let last = spawn(async move {
+            b.wait().await.unwrap();
+            bump(&r2);
+        });
+        for t in tasks {
+            t.await.unwrap();
+        }
+        last.await.unwrap();
+        assert!(!barrier.broken());
+        assert_eq!(results1.get(), N - 1);
+        assert_eq!(results2.get(), N);
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_test_reset_barrier_while_tasks_draining() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let (results1, results2, results3) = (counter(), counter(), counter());
+        let count = counter();
+        let (b, r1, r2, r3, c) = (
+            barrier.clone(),
+            results1.clone(),
+            results2.clone(),
+            results3.clone(),
+            count.clone(),
+        );
+        gather_tasks(N, || {
+            let (b, r1, r2, r3, c) = (b.clone(), r1.clone(), r2.clone(), r3.clone(), c.clone());
+            async move {
+                b.wait().await.unwrap();
+                if bump(&c) == N {
+                    // The last task out of the barrier resets it, then waits.
+                    b.reset().await;
+                    b.wait().await.unwrap();
+                } else {
+                    match b.wait().await {
+                        Ok(_) => bump(&r1),
+                        Err(_) => bump(&r2),
+                    };
+                }
+                // Pass the barrier once more.
+                b.wait().await.unwrap();
+                bump(&r3);
+            }
+        })
+        .await;
+        assert!(!barrier.broken());
+        assert_eq!(results1.get(), N - 1);
+        assert_eq!(results2.get(), 0);
+        assert_eq!(results3.get(), N);
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_test_abort_barrier() {
+    util::run(async {
+        let barrier = Barrier::new(1).unwrap();
+        let b = barrier.clone();
+        let _t = spawn(async move { b.abort().await });
+        yield_now().await;
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(barrier.broken());
+        assert_eq!(barrier.wait().await, Err(BrokenBarrier));
+    });
+}
+
+#[test]
+fn barrier_test_abort_barrier_when_tasks_half_draining_half_blocking() {
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let (results1, results2) = (counter(), counter());
+        let blocking_tasks = N / 2;
+        let count = counter();
+        let (b, r1, r2, c) = (
+            barrier.clone(),
+            results1.clone(),
+            results2.clone(),
+            count.clone(),
+        );
+        gather_tasks(N, || {
+            let (b, r1, r2, c) = (b.clone(), r1.clone(), r2.clone(), c.clone());
+            async move {
+                match b.wait().await {
+                    Err(BrokenBarrier) => {
+                        bump(&r1);
+                    }
+                    Ok(_) => {
+                        if bump(&c) > blocking_tasks {
+                            // Abort now: every task gets BrokenBarrier.
+                            b.abort().await;
+                        } else if b.wait().await.is_err() {
+                            // The blocked tasks (already drained).
+                            bump(&r2);
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(barrier.broken());
+        assert_eq!(results1.get(), blocking_tasks);
+        assert_eq!(results2.get(), N - blocking_tasks - 1);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.to_string().contains("resetting"));
+    });
+}
+
+#[test]
+fn barrier_test_abort_barrier_when_exception() {
+    // threading's lock_tests.test_reset: one task fails between two waits and aborts.
+    util::run(async {
+        let barrier = Barrier::new(N).unwrap();
+        let (results1, results2) = (counter(), counter());
+        let (b, r1, r2) = (barrier.clone(), results1.clone(), results2.clone());
+        gather_tasks(N, || {
+            let (b, r1, r2) = (b.clone(), r1.clone(), r2.clone());
+            async move {
+                let step = async {
+                    let i = b.wait().await?;
+                    if i == N / 2 {
+                        return Ok(false); // asyncio's RuntimeError
+                    }
+                    b.wait().await?;
+                    bump(&r1);
+                    Ok::<_, BrokenBarrier>(true)
+                };
+                match step.await {
+                    Err(BrokenBarrier) => {
+                        bump(&r2);
+                    }
+                    Ok(false) => b.abort().await,
+                    Ok(true) => {}
+                }
+            }
+        })
+        .await;
+        assert!(barrier.broken());
+        assert_eq!(results1.get(), 0);
+        assert_eq!(results2.get(), N - 1);
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_test_abort_barrier_when_exception_then_resetting() {
+    // threading's lock_tests.test_abort_and_reset.
+    util::run(async {
+        let barrier1 = Barrier::new(N).unwrap();
+        let barrier2 = Barrier::new(N).unwrap();
+        let (results1, results2, results3) = (counter(), counter(), counter());
+        let (b1, b2, r1, r2, r3) = (
+            barrier1.clone(),
+            barrier2.clone(),
+            results1.clone(),
+            results2.clone(),
+            results3.clone(),
+        );
+        gather_tasks(N, || {
+            let (b1, b2, r1, r2, r3) = (b1.clone(), b2.clone(), r1.clone(), r2.clone(), r3.clone());
+            async move {
+                let step = async {
+                    let i = b1.wait().await?;
+                    if i == N / 2 {
+                        return Ok(false);
+                    }
+                    b1.wait().await?;
+                    bump(&r1);
+                    Ok::<_, BrokenBarrier>(true)
+                };
+                match step.await {
+                    Err(BrokenBarrier) => {
+                        bump(&r2);
+                    }
+                    Ok(false) => b1.abort().await,
+                    Ok(true) => {}
+                }
+                // Synchronize and reset barrier1: everyone has left it when it is
+                // reset, and no one enters it before.
+                if b2.wait().await.unwrap() == N / 2 {
+                    b1.reset().await;
+                }
+                b2.wait().await.unwrap();
+                b1.wait().await.unwrap();
+                bump(&r3);
+            }
+        })
+        .await;
+        assert!(!barrier1.broken());
+        assert_eq!(results1.get(), 0);
+        assert_eq!(results2.get(), N - 1);
+        assert_eq!(results3.get(), N);
+        assert_eq!(barrier1.n_waiting(), 0);
+    });
 }
