@@ -49,6 +49,8 @@
 //! | `asyncio.Condition` (`acquire`, `wait`, `wait_for`, `notify`, `notify_all`) | [`Condition`] ([`Condition::with_lock`]; `wait(guard).await` → the guard back) |
 //! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
 //! | `asyncio.Barrier` (`wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken`), `BrokenBarrierError` | [`Barrier`] (`wait().await` → this task's index), [`BrokenBarrier`] |
+//! | `asyncio.Queue` / `PriorityQueue` / `LifoQueue` (`put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `maxsize`, `empty`, `full`, `task_done`, `join`, `shutdown`) | [`Queue`] / [`PriorityQueue`] / [`LifoQueue`] (`new(maxsize)`, 0 = unbounded; see [`queue`]) |
+//! | `QueueShutDown`, `QueueFull`, `QueueEmpty` | [`QueueShutDown`] (carries the item back from `put`), [`queue::TryPutError`] (`Full`/`ShutDown`, with the item), [`queue::TryGetError`] (`Empty`/`ShutDown`) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -87,6 +89,7 @@ pub mod net;
 mod op;
 pub mod process;
 mod protocol;
+pub mod queue;
 pub mod signal;
 pub mod streams;
 pub mod sync;
@@ -104,6 +107,7 @@ pub use executor::Executor;
 pub use future::{CallbackId, Future};
 pub use process::{SubprocessProtocol, SubprocessTransport};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use queue::{LifoQueue, PriorityQueue, Queue, QueueShutDown};
 pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,

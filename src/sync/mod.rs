@@ -14,7 +14,7 @@ mod condition;
 mod event;
 mod lock;
 mod semaphore;
-mod waiters;
+pub(crate) mod waiters;
 
 pub use barrier::{Barrier, BrokenBarrier, ZeroParties};
 pub use condition::{Condition, ConditionWait};
