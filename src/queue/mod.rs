@@ -81,6 +81,9 @@ impl<S: Store> State<S> {
     }
 }
 
+/// Writes a store's items for `Debug`.
+type WriteItems<S> = dyn Fn(&S, &mut fmt::Formatter<'_>) -> fmt::Result;
+
 struct Shared<S> {
     state: RefCell<State<S>>,
     /// Set while no task is unfinished (asyncio's `_finished`).
@@ -292,7 +295,7 @@ impl<S: Store> GenericQueue<S> {
     fn format_with(
         &self,
         f: &mut fmt::Formatter<'_>,
-        items: Option<&dyn Fn(&S, &mut fmt::Formatter<'_>) -> fmt::Result>,
+        items: Option<&WriteItems<S>>,
     ) -> fmt::Result {
         let st = self.shared.state.borrow();
         write!(f, "<{} maxsize={}", S::NAME, st.maxsize)?;
