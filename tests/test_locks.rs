@@ -1374,3 +1374,74 @@ fn barrier_test_abort_barrier_when_exception_then_resetting() {
         assert_eq!(barrier1.n_waiting(), 0);
     });
 }
+
+#[test]
+fn semaphore_test_release_no_waiters() {
+    util::run(async {
+        let sem = Semaphore::new(1);
+        sem.acquire().await.forget();
+        assert!(sem.locked());
+        sem.release().unwrap();
+        assert!(!sem.locked());
+    });
+}
+
+#[test]
+fn semaphore_test_acquire_fifo_order() {
+    util::run(async {
+        let sem = Semaphore::new(1);
+        let result = Rc::new(RefCell::new(Vec::new()));
+        let coro = |tag: &'static str| {
+            let (sem, result) = (sem.clone(), result.clone());
+            spawn(async move {
+                for round in 1..=2 {
+                    sem.acquire().await.forget();
+                    result.borrow_mut().push(format!("{tag}_{round}"));
+                    ringloop::sleep(Duration::from_millis(10)).await;
+                    sem.release().unwrap();
+                }
+            })
+        };
+        let tasks = [coro("c1"), coro("c2"), coro("c3")];
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *result.borrow(),
+            ["c1_1", "c2_1", "c3_1", "c1_2", "c2_2", "c3_2"]
+        );
+    });
+}
+
+#[test]
+fn semaphore_test_acquire_fifo_order_2() {
+    util::run(async {
+        let sem = Semaphore::new(1);
+        let result = Rc::new(RefCell::new(Vec::new()));
+        let (s, r) = (sem.clone(), result.clone());
+        let t1 = spawn(async move {
+            s.acquire().await.forget();
+            push(&r, 1);
+        });
+        let (s, r) = (sem.clone(), result.clone());
+        let t2 = spawn(async move {
+            s.acquire().await.forget();
+            push(&r, 2);
+            s.release().unwrap();
+            s.acquire().await.forget();
+            push(&r, 4);
+        });
+        let (s, r) = (sem.clone(), result.clone());
+        let t3 = spawn(async move {
+            s.acquire().await.forget();
+            push(&r, 3);
+        });
+        yield_now().await;
+        sem.release().unwrap();
+        sem.release().unwrap();
+        for t in [t1, t2, t3] {
+            t.await.unwrap();
+        }
+        assert_eq!(*result.borrow(), [1, 2, 3, 4]);
+    });
+}
