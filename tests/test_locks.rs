@@ -1445,3 +1445,90 @@ fn semaphore_test_acquire_fifo_order_2() {
         assert_eq!(*result.borrow(), [1, 2, 3, 4]);
     });
 }
+
+#[test]
+fn semaphore_test_acquire() {
+    util::run(async {
+        let sem = Semaphore::new(3);
+        let result = Rc::new(RefCell::new(Vec::new()));
+        sem.acquire().await.forget();
+        sem.acquire().await.forget();
+        assert!(!sem.locked());
+        let c = |n| {
+            let (s, r) = (sem.clone(), result.clone());
+            spawn(async move {
+                s.acquire().await.forget();
+                push(&r, n);
+                true
+            })
+        };
+        let (t1, t2, t3) = (c(1), c(2), c(3));
+        yield_now().await;
+        assert_eq!(*result.borrow(), [1]);
+        assert!(sem.locked());
+        assert_eq!(sem.waiters(), 2);
+        assert_eq!(sem.value(), 0);
+        let t4 = c(4);
+        sem.release().unwrap();
+        sem.release().unwrap();
+        assert_eq!(sem.value(), 0);
+        yield_now().await;
+        assert_eq!(sem.value(), 0);
+        assert_eq!(result.borrow().len(), 3);
+        assert!(sem.locked());
+        assert_eq!(sem.waiters(), 1);
+        assert!(t1.is_finished());
+        let done = [&t2, &t3, &t4].iter().filter(|t| t.is_finished()).count();
+        assert_eq!(done, 2);
+        // Clean up the locked semaphore.
+        sem.release().unwrap();
+        assert!(t1.await.unwrap());
+        for t in [t2, t3, t4] {
+            assert!(t.await.unwrap());
+        }
+    });
+}
+
+#[test]
+fn semaphore_test_acquire_cancel() {
+    util::run(async {
+        let sem = Semaphore::new(1);
+        sem.acquire().await.forget();
+        let s = sem.clone();
+        let acquire = spawn(async move { s.acquire().await.forget() });
+        let a = acquire.task();
+        ringloop::get_running_loop().unwrap().call_soon(move || {
+            a.cancel();
+        });
+        assert!(acquire.await.unwrap_err().is_cancelled());
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
+#[test]
+fn semaphore_test_acquire_no_hang() {
+    util::run(async {
+        let sem = Semaphore::new(1);
+        let t2_slot: Rc<RefCell<Option<ringloop::Task>>> = Rc::new(RefCell::new(None));
+        let (s, slot) = (sem.clone(), t2_slot.clone());
+        let t1 = spawn(async move {
+            {
+                let _g = s.acquire().await;
+                yield_now().await;
+            }
+            // Released: t2 was woken; cancel it before it runs.
+            slot.borrow().as_ref().unwrap().cancel();
+        });
+        let s = sem.clone();
+        let t2 = spawn(async move {
+            let _g = s.acquire().await;
+            panic!("t2 must not acquire");
+        });
+        *t2_slot.borrow_mut() = Some(t2.task());
+        t1.await.unwrap();
+        assert!(t2.await.unwrap_err().is_cancelled());
+        // The woken-then-cancelled waiter gave its unit back.
+        let g = ringloop::wait_for(sem.acquire(), Duration::from_secs(1)).await;
+        assert!(g.is_ok());
+    });
+}
