@@ -1532,3 +1532,41 @@ fn semaphore_test_acquire_no_hang() {
         assert!(g.is_ok());
     });
 }
+
+#[test]
+fn event_test_wait_on_set() {
+    util::run(async {
+        let ev = Event::new();
+        ev.set();
+        // Returns at once (asyncio's `True`), without queueing.
+        ev.wait().await;
+        assert_eq!(ev.waiters(), 0);
+    });
+}
+
+#[test]
+fn event_test_clear() {
+    let ev = Event::new();
+    assert!(!ev.is_set());
+    ev.set();
+    assert!(ev.is_set());
+    ev.clear();
+    assert!(!ev.is_set());
+}
+
+#[test]
+fn event_test_repr() {
+    util::run(async {
+        let ev = Event::new();
+        assert!(ev.to_string().ends_with("[unset]>"), "{ev}");
+        ev.set();
+        assert!(ev.to_string().ends_with("[set]>"), "{ev}");
+        ev.clear();
+        let e = ev.clone();
+        let waiter = spawn(async move { e.wait().await });
+        yield_now().await;
+        assert!(ev.to_string().contains("waiters:1"), "{ev}");
+        ev.set();
+        waiter.await.unwrap();
+    });
+}
