@@ -46,7 +46,11 @@
 //! | `StreamWriter.write`, `writelines`, `drain`, `write_eof`, `can_write_eof`, `close`, `is_closing`, `wait_closed`, `get_extra_info`, `transport` | same names on [`StreamWriter`] |
 //! | `asyncio.Lock` (`acquire`, `release`, `locked`, `async with`) | [`Lock`] (`acquire().await` → [`LockGuard`], released on drop; [`Lock::release`], [`Lock::locked`]) |
 //! | `asyncio.Event` (`set`, `clear`, `is_set`, `wait`) | [`Event`] |
+//! | `asyncio.Condition` (`acquire`, `wait`, `wait_for`, `notify`, `notify_all`) | [`Condition`] ([`Condition::with_lock`]; `wait(guard).await` → the guard back) |
 //! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
+//! | `asyncio.Barrier` (`wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken`), `BrokenBarrierError` | [`Barrier`] (`wait().await` → this task's index), [`BrokenBarrier`] |
+//! | `asyncio.Queue` / `PriorityQueue` / `LifoQueue` (`put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `maxsize`, `empty`, `full`, `task_done`, `join`, `shutdown`) | [`Queue`] / [`PriorityQueue`] / [`LifoQueue`] (`new(maxsize)`, 0 = unbounded; see [`queue`]) |
+//! | `QueueShutDown`, `QueueFull`, `QueueEmpty` | [`QueueShutDown`] (carries the item back from `put`), [`queue::TryPutError`] (`Full`/`ShutDown`, with the item), [`queue::TryGetError`] (`Empty`/`ShutDown`) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -85,6 +89,7 @@ pub mod net;
 mod op;
 pub mod process;
 mod protocol;
+pub mod queue;
 pub mod signal;
 pub mod streams;
 pub mod sync;
@@ -106,11 +111,15 @@ pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
 /// `engine = "uring" | "epoll" | "auto"` (feature `macros`).
 #[cfg(feature = "macros")]
 pub use ringloop_macros::{main, test};
+pub use queue::{LifoQueue, PriorityQueue, Queue, QueueShutDown};
 pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
 };
-pub use sync::{BoundedSemaphore, Event, Lock, LockGuard, Semaphore, SemaphoreGuard};
+pub use sync::{
+    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockGuard, Semaphore,
+    SemaphoreGuard,
+};
 pub use task::{
     AsCompleted, JoinHandle, ReturnWhen, Sleep, Task, TaskFailure, TaskGroup, TaskGroupError,
     TaskSpawner, Timeout, TimeoutScope, WithTimeout, all_tasks, as_completed, create_task,

@@ -90,6 +90,11 @@ impl Lock {
         Ok(())
     }
 
+    /// Whether `other` is a handle to this same lock.
+    pub(crate) fn same(&self, other: &Lock) -> bool {
+        Rc::ptr_eq(&self.state, &other.state)
+    }
+
     fn take(&self, s: &mut State) -> LockGuard {
         s.locked = true;
         s.epoch += 1;

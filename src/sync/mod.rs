@@ -1,5 +1,5 @@
 //! asyncio's synchronization primitives, loop-local: [`Lock`], [`Event`],
-//! [`Semaphore`], [`BoundedSemaphore`].
+//! [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`].
 //!
 //! `Rc`-based and `!Send`, like asyncio's (not thread-safe) objects: no atomics. Each
 //! primitive queues its blocked futures in waiter slots (`waiters.rs`: a slab linked in
@@ -9,11 +9,15 @@
 //! next one (the bugs of bpo-27585 and gh-90155 cannot happen). See
 //! `docs/sync-and-queues.md`.
 
+mod barrier;
+mod condition;
 mod event;
 mod lock;
 mod semaphore;
-mod waiters;
+pub(crate) mod waiters;
 
+pub use barrier::{Barrier, BrokenBarrier, ZeroParties};
+pub use condition::{Condition, ConditionWait};
 pub use event::{Event, Wait};
 pub use lock::{Acquire, Lock, LockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard};
