@@ -107,11 +107,11 @@ pub use executor::Executor;
 pub use future::{CallbackId, Future};
 pub use process::{SubprocessProtocol, SubprocessTransport};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use queue::{LifoQueue, PriorityQueue, Queue, QueueShutDown};
 /// `#[ringloop::main]` / `#[ringloop::test]`: an `async fn` run on a fresh loop, with
 /// `engine = "uring" | "epoll" | "auto"` (feature `macros`).
 #[cfg(feature = "macros")]
 pub use ringloop_macros::{main, test};
-pub use queue::{LifoQueue, PriorityQueue, Queue, QueueShutDown};
 pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
