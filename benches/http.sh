@@ -29,6 +29,7 @@ SERVERS=${SERVERS:-"hello_uring hello_epoll tokio proto_uring proto_epoll tokio_
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/ringloop-http.XXXXXX)}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 HZ=$(getconf CLK_TCK)
+mkdir -p "$OUT_DIR"
 log() { echo "$*" >&2; }
 
 command -v wrk >/dev/null || { log "wrk is missing: apt-get install -y wrk"; exit 2; }
