@@ -47,6 +47,9 @@
 //! | `asyncio.Lock` (`acquire`, `release`, `locked`, `async with`) | [`Lock`] (`acquire().await` → [`LockGuard`], released on drop; [`Lock::release`], [`Lock::locked`]) |
 //! | `asyncio.Event` (`set`, `clear`, `is_set`, `wait`) | [`Event`] |
 //! | `asyncio.Semaphore` / `BoundedSemaphore` | [`Semaphore`] / [`BoundedSemaphore`] (`acquire().await` → [`SemaphoreGuard`]; [`Semaphore::release`]; over-release: [`sync::TooManyReleases`]) |
+//! | `asyncio.run_coroutine_threadsafe(coro, loop)` → `concurrent.futures.Future` (`result()`, `cancel()`) | [`run_coroutine_threadsafe`]`(&remote, \|\| fut)` → [`ConcurrentFuture`] (awaitable, [`ConcurrentFuture::wait`], [`ConcurrentFuture::cancel`]) |
+//! | one loop per thread, by hand | [`Runtime`]: N loops on N threads, [`Runtime::run`] a main on each (see [`runtime`]) |
+//! | `loop.connect_accepted_socket(factory, sock)` | [`EventLoop::connect_accepted_socket`] (a `std::net::TcpStream`) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -85,6 +88,7 @@ pub mod net;
 mod op;
 pub mod process;
 mod protocol;
+pub mod runtime;
 pub mod signal;
 pub mod streams;
 pub mod sync;
@@ -102,6 +106,9 @@ pub use executor::Executor;
 pub use future::{CallbackId, Future};
 pub use process::{SubprocessProtocol, SubprocessTransport};
 pub use protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use runtime::{
+    ConcurrentFuture, LoopContext, Runtime, RuntimeBuilder, RuntimeError, run_coroutine_threadsafe,
+};
 pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,
