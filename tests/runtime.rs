@@ -171,33 +171,33 @@ fn one_acceptor_hands_sockets_round_robin_to_the_other_loops() {
     let conns = 300u64;
     let client = std::thread::spawn(move || echo_storm(addr, conns, 4));
     rt.run(move |ctx| {
-            let listener = if ctx.index() == 0 {
-                listener.lock().unwrap().take()
-            } else {
-                None
-            };
-            async move {
-                if let Some(std_listener) = listener {
-                    // Loop 0 accepts on the ring and hands each socket to loop 1, 2, 3, 1...
-                    let l = ringloop::net::TcpListener::from_std(std_listener).unwrap();
-                    for k in 0..conns {
-                        let (stream, _) = l.accept().await.unwrap();
-                        let std_stream = stream.into_std().expect("no op holds the socket");
-                        let target = ctx.handle(1 + (k as usize % 3)).unwrap();
-                        run_coroutine_threadsafe(target, move || async move {
-                            get_running_loop()
-                                .unwrap()
-                                .connect_accepted_socket(|| Echo(None), std_stream)
-                                .map(drop)
-                        })
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    }
+        let listener = if ctx.index() == 0 {
+            listener.lock().unwrap().take()
+        } else {
+            None
+        };
+        async move {
+            if let Some(std_listener) = listener {
+                // Loop 0 accepts on the ring and hands each socket to loop 1, 2, 3, 1...
+                let l = ringloop::net::TcpListener::from_std(std_listener).unwrap();
+                for k in 0..conns {
+                    let (stream, _) = l.accept().await.unwrap();
+                    let std_stream = stream.into_std().expect("no op holds the socket");
+                    let target = ctx.handle(1 + (k as usize % 3)).unwrap();
+                    run_coroutine_threadsafe(target, move || async move {
+                        get_running_loop()
+                            .unwrap()
+                            .connect_accepted_socket(|| Echo(None), std_stream)
+                            .map(drop)
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
                 }
             }
-        })
-        .unwrap();
+        }
+    })
+    .unwrap();
     let sent = bounded("the clients", move || client.join().unwrap());
     // The mains returned once the sockets were handed over; the echoes ran on after.
     let per_loop = rt
@@ -336,7 +336,10 @@ fn dropping_or_cancelling_the_concurrent_future_cancels_the_remote_task() {
         });
         let deadline = Instant::now() + LIMIT;
         while !started.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "{how}: the coroutine never started");
+            assert!(
+                Instant::now() < deadline,
+                "{how}: the coroutine never started"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(!f.done());
@@ -347,7 +350,10 @@ fn dropping_or_cancelling_the_concurrent_future_cancels_the_remote_task() {
             assert!(matches!(f.wait(), Err(Error::Cancelled)), "{how}");
         }
         while dropped_on.lock().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "{how}: the remote future lives on");
+            assert!(
+                Instant::now() < deadline,
+                "{how}: the remote future lives on"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         // Its destructors ran on the loop that built it.
@@ -463,14 +469,20 @@ fn shutdown_with_work_in_flight_cancels_it_closes_every_fd_and_joins_every_threa
         .collect();
     std::thread::sleep(Duration::from_millis(20));
 
+    // Held handles keep their loop's wake-up fd; the test lets go of its copies.
+    drop(handles);
     bounded("shutdown", move || rt.shutdown()).unwrap();
     let outcome = bounded("the waiting thread", move || waiter.join().unwrap());
     assert!(matches!(outcome, Err(Error::Cancelled)), "{outcome:?}");
     // The loops closed their ends: every client sees the end of its stream.
-    for mut c in conns {
-        c.set_read_timeout(Some(LIMIT)).unwrap();
+    for (k, mut c) in conns.into_iter().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut sink = Vec::new();
-        let _ = c.read_to_end(&mut sink);
+        let r = c.read_to_end(&mut sink);
+        assert!(r.is_ok(), "connection {k} not closed by shutdown: {r:?}");
+    }
+    if util::open_fds() > fds {
+        eprintln!("{:#?}", util::fd_targets());
     }
     assert_fds_back_to(fds, Duration::from_secs(2), "after shutdown");
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -492,7 +504,8 @@ fn a_panic_on_one_loop_stops_the_runtime_with_an_error_naming_it() {
                 let h = rt.handle(1).unwrap().clone();
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_millis(30));
-                    h.call_soon_threadsafe(|| panic!("boom in a callback")).unwrap();
+                    h.call_soon_threadsafe(|| panic!("boom in a callback"))
+                        .unwrap();
                 });
             }
             let r = rt.run(move |ctx| async move {
@@ -653,10 +666,19 @@ fn a_loop_blocked_in_a_slow_callback_does_not_stop_the_others_accepting() {
     while total() < CONNS as usize && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let after = (counts[0].load(Ordering::SeqCst), counts[1].load(Ordering::SeqCst));
-    eprintln!("while blocked: loop 0 served {}; after: {after:?}", during.0);
+    let after = (
+        counts[0].load(Ordering::SeqCst),
+        counts[1].load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "while blocked: loop 0 served {}; after: {after:?}",
+        during.0
+    );
     assert_eq!(after.0 + after.1, CONNS as usize);
-    assert!(after.1 > 0, "loop 1 served its queue once released: {after:?}");
+    assert!(
+        after.1 > 0,
+        "loop 1 served its queue once released: {after:?}"
+    );
     drop(conns);
     rt.shutdown().unwrap();
     assert_fds_back_to(fds, Duration::from_secs(2), "after the runtime");
@@ -689,5 +711,8 @@ fn bad_options_are_errors_that_leave_no_thread_or_fd() {
     assert!(matches!(out[0], Err(Error::InvalidState(_))), "{out:?}");
     rt.shutdown().unwrap();
     assert_fds_back_to(fds, Duration::from_secs(2), "after the failed builds");
-    assert!(threads_now() <= threads, "a loop thread outlived its runtime");
+    assert!(
+        threads_now() <= threads,
+        "a loop thread outlived its runtime"
+    );
 }
