@@ -716,3 +716,35 @@ fn bad_options_are_errors_that_leave_no_thread_or_fd() {
         "a loop thread outlived its runtime"
     );
 }
+
+#[test]
+fn tcp_echo_example_serves_on_every_loop_with_threads_2_and_stops_on_sigterm() {
+    let _g = serial();
+    let Some(bin) = util::example_binary("tcp_echo") else {
+        return;
+    };
+    let (mut server, addr) =
+        util::start_listening_child(&bin, &["server", "127.0.0.1:0", "--threads", "2"]);
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.id()))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("tcp_echo-"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["tcp_echo-0", "tcp_echo-1"]);
+    bounded("clients of the example", move || echo_storm(addr, 200, 4));
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
+    let status = util::wait_exit(&mut server, LIMIT);
+    let mut err = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("shutting down; driver: enters="), "{err}");
+}
