@@ -5,6 +5,7 @@
 //! cargo run --release --example tcp_echo                  # server + client in one process
 //! cargo run --release --example tcp_echo -- server [ADDR] # default 127.0.0.1:7000
 //! cargo run --release --example tcp_echo -- server ADDR --threads N # N loops, SO_REUSEPORT
+//! cargo run --release --example tcp_echo -- server ADDR --work-us US # CPU work per echo
 //! cargo run --release --example tcp_echo -- client ADDR [--conns N] [--size BYTES] [--count M]
 //! (any of them) --engine uring|epoll|auto                 # default: RINGLOOP_ENGINE, else uring
 //! ```
@@ -31,9 +32,26 @@ use ringloop::{
     DriverStats, LoopBuilder, Protocol, Runtime, StreamTransport, get_running_loop, spawn,
 };
 
-/// Echoes what it receives; mirrors write backpressure onto reading.
+/// Echoes what it receives; mirrors write backpressure onto reading. With `work_us`,
+/// burns that much CPU per received chunk first (`--work-us`, a server-bound load for the
+/// multi-core benchmark).
 struct Echo {
     transport: Option<StreamTransport>,
+    work_us: u64,
+}
+
+/// `us` microseconds of hashing on this thread (the result is kept, so it is not elided).
+fn burn(us: u64, seed: &[u8]) -> u64 {
+    let until = Instant::now() + Duration::from_micros(us);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    while Instant::now() < until {
+        for _ in 0..64 {
+            for &b in seed.iter().take(64) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+            }
+        }
+    }
+    std::hint::black_box(h)
 }
 
 impl Protocol for Echo {
@@ -42,6 +60,9 @@ impl Protocol for Echo {
     }
 
     fn data_received(&mut self, data: &[u8]) {
+        if self.work_us > 0 {
+            burn(self.work_us, data);
+        }
         if let Some(t) = &self.transport {
             // A write only fails once the transport is closing; nothing to echo then.
             let _ = t.write(data);
@@ -175,13 +196,19 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0 && messages == expected
 }
 
-fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
+fn serve(addr: &str, builder: LoopBuilder, work_us: u64) -> Result<(), String> {
     let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
     let addr = addr.to_string();
     let result = event_loop.run_until_complete(async move {
         let server = l
-            .create_server(|| Echo { transport: None }, &addr)
+            .create_server(
+                move || Echo {
+                    transport: None,
+                    work_us,
+                },
+                &addr,
+            )
             .await
             .map_err(|e| e.to_string())?;
         common::announce(server.sockets().first().copied());
@@ -200,14 +227,21 @@ thread_local! {
 }
 
 /// Listens on `addr` with `SO_REUSEPORT` and keeps the server on this loop thread.
-async fn listen_shared(addr: String) -> Result<SocketAddr, String> {
+async fn listen_shared(addr: String, work_us: u64) -> Result<SocketAddr, String> {
     let l = get_running_loop().map_err(|e| e.to_string())?;
     let options = ServerOptions {
         reuse_port: true,
         ..Default::default()
     };
     let server = l
-        .create_server_with(|| Echo { transport: None }, addr.as_str(), options)
+        .create_server_with(
+            move || Echo {
+                transport: None,
+                work_us,
+            },
+            addr.as_str(),
+            options,
+        )
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     let bound = server.sockets()[0];
@@ -216,7 +250,12 @@ async fn listen_shared(addr: String) -> Result<SocketAddr, String> {
 }
 
 /// `server ADDR --threads N`: N loops, each listening on ADDR with `SO_REUSEPORT`.
-fn serve_threads(addr: &str, builder: LoopBuilder, threads: usize) -> Result<(), String> {
+fn serve_threads(
+    addr: &str,
+    builder: LoopBuilder,
+    threads: usize,
+    work_us: u64,
+) -> Result<(), String> {
     let rt = Runtime::builder()
         .threads(threads)
         .loop_builder(builder)
@@ -233,7 +272,7 @@ fn serve_threads(addr: &str, builder: LoopBuilder, threads: usize) -> Result<(),
             let addr = addr.clone();
             async move {
                 match ctx.index() {
-                    0 => listen_shared(addr).await.map(Some),
+                    0 => listen_shared(addr, work_us).await.map(Some),
                     _ => Ok(None),
                 }
             }
@@ -245,7 +284,7 @@ fn serve_threads(addr: &str, builder: LoopBuilder, threads: usize) -> Result<(),
         .run(move |ctx| async move {
             match ctx.index() {
                 0 => Ok(first),
-                _ => listen_shared(first.to_string()).await,
+                _ => listen_shared(first.to_string(), work_us).await,
             }
         })
         .map_err(run_err)?
@@ -306,13 +345,16 @@ fn main() -> ExitCode {
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            let threads = common::parse_flag(&args, "--threads", 1);
-            match (common::loop_builder(&args), threads) {
-                (Err(e), _) | (_, Err(e)) => Err(e),
-                (Ok(_), Ok(0)) => Err("--threads needs at least 1".to_string()),
-                (Ok(b), Ok(1)) => serve(&addr, b).map(|()| true),
-                (Ok(b), Ok(n)) => serve_threads(&addr, b, n).map(|()| true),
-            }
+            (|| {
+                let threads = common::parse_flag(&args, "--threads", 1)?;
+                let work_us = common::parse_flag(&args, "--work-us", 0)? as u64;
+                let builder = common::loop_builder(&args)?;
+                match threads {
+                    0 => Err("--threads needs at least 1".to_string()),
+                    1 => serve(&addr, builder, work_us).map(|()| true),
+                    n => serve_threads(&addr, builder, n, work_us).map(|()| true),
+                }
+            })()
         }
         Some("client") => (|| {
             let addr: SocketAddr = args
@@ -331,7 +373,13 @@ fn main() -> ExitCode {
                 .run(async move {
                     let l = get_running_loop().map_err(|e| e.to_string())?;
                     let server = l
-                        .create_server(|| Echo { transport: None }, "127.0.0.1:0")
+                        .create_server(
+                            || Echo {
+                                transport: None,
+                                work_us: 0,
+                            },
+                            "127.0.0.1:0",
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                     let addr = server.sockets()[0];
@@ -350,7 +398,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())?
         })(),
         Some(other) => Err(format!(
-            "unknown command {other:?}; usage: tcp_echo [server [ADDR] [--threads N] | client ADDR [--conns N] [--size BYTES] [--count M]] [--engine uring|epoll|auto]"
+            "unknown command {other:?}; usage: tcp_echo [server [ADDR] [--threads N] [--work-us US] | client ADDR [--conns N] [--size BYTES] [--count M]] [--engine uring|epoll|auto]"
         )),
     };
     match outcome {
