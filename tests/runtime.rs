@@ -474,12 +474,18 @@ fn shutdown_with_work_in_flight_cancels_it_closes_every_fd_and_joins_every_threa
     bounded("shutdown", move || rt.shutdown()).unwrap();
     let outcome = bounded("the waiting thread", move || waiter.join().unwrap());
     assert!(matches!(outcome, Err(Error::Cancelled)), "{outcome:?}");
-    // The loops closed their ends: every client sees the end of its stream.
+    // The loops closed their ends: every client sees its stream end — EOF, or a reset
+    // when the server closed with bytes still unread — never a read that times out.
     for (k, mut c) in conns.into_iter().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut sink = Vec::new();
         let r = c.read_to_end(&mut sink);
-        assert!(r.is_ok(), "connection {k} not closed by shutdown: {r:?}");
+        assert!(
+            r.is_ok()
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "connection {k} not closed by shutdown: {r:?}"
+        );
     }
     if util::open_fds() > fds {
         eprintln!("{:#?}", util::fd_targets());
