@@ -754,3 +754,43 @@ fn tcp_echo_example_serves_on_every_loop_with_threads_2_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}: {err}");
     assert!(err.contains("shutting down; driver: enters="), "{err}");
 }
+
+#[test]
+fn udp_echo_example_with_threads_2_echoes_and_stops_on_sigterm() {
+    let _g = serial();
+    let Some(bin) = util::example_binary("udp_echo") else {
+        return;
+    };
+    let (mut server, addr) =
+        util::start_listening_child(&bin, &["server", "127.0.0.1:0", "--threads", "2"]);
+    // Eight sockets (eight source ports for the kernel to spread), 25 datagrams each.
+    for k in 0..8u64 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for i in 0..25u64 {
+            let seed = k * 100 + i;
+            let out = util::pattern(seed, 512);
+            let mut back = [0u8; 1024];
+            // Loopback drops nothing at this rate; resend once in case it did.
+            let n = (0..2)
+                .find_map(|_| {
+                    s.send_to(&out, addr).unwrap();
+                    s.recv(&mut back).ok()
+                })
+                .unwrap_or_else(|| panic!("datagram {seed}: no echo"));
+            assert_eq!(&back[..n], &out[..], "datagram {seed}");
+        }
+    }
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
+    let status = util::wait_exit(&mut server, LIMIT);
+    let mut err = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("shutting down; driver: enters="), "{err}");
+}
