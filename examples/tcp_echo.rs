@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release --example tcp_echo                  # server + client in one process
 //! cargo run --release --example tcp_echo -- server [ADDR] # default 127.0.0.1:7000
+//! cargo run --release --example tcp_echo -- server ADDR --threads N # N loops, SO_REUSEPORT
+//! cargo run --release --example tcp_echo -- server ADDR --work-us US # CPU work per echo
 //! cargo run --release --example tcp_echo -- client ADDR [--conns N] [--size BYTES] [--count M]
 //! (any of them) --engine uring|epoll|auto                 # default: RINGLOOP_ENGINE, else uring
 //! ```
@@ -11,23 +13,45 @@
 //! The server prints `listening on <ip:port>` first, echoes every byte in order, handles
 //! half-close (echoes what remains, then closes its side), pauses reading from a client
 //! that does not read its echoes (so its memory stays bounded), and exits 0 on SIGINT or
-//! SIGTERM. The client checks every echoed byte against a pattern and exits non-zero on
+//! SIGTERM. With `--threads N` (N > 1) the server is a [`ringloop::Runtime`] of N loops,
+//! each listening on ADDR with `SO_REUSEPORT` (the kernel spreads the connections); SIGINT
+//! or SIGTERM stops every loop, and the driver-counter line sums the loops' counters. The
+//! client checks every echoed byte against a pattern and exits non-zero on
 //! any mismatch or error.
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ringloop::net::TcpStream;
-use ringloop::{LoopBuilder, Protocol, StreamTransport, get_running_loop, spawn};
+use ringloop::net::{Server, ServerOptions, TcpStream};
+use ringloop::{
+    DriverStats, LoopBuilder, Protocol, Runtime, StreamTransport, get_running_loop, spawn,
+};
 
-/// Echoes what it receives; mirrors write backpressure onto reading.
+/// Echoes what it receives; mirrors write backpressure onto reading. With `work_us`,
+/// burns that much CPU per received chunk first (`--work-us`, a server-bound load for the
+/// multi-core benchmark).
 struct Echo {
     transport: Option<StreamTransport>,
+    work_us: u64,
+}
+
+/// `us` microseconds of hashing on this thread (the result is kept, so it is not elided).
+fn burn(us: u64, seed: &[u8]) -> u64 {
+    let until = Instant::now() + Duration::from_micros(us);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    while Instant::now() < until {
+        for _ in 0..64 {
+            for &b in seed.iter().take(64) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+            }
+        }
+    }
+    std::hint::black_box(h)
 }
 
 impl Protocol for Echo {
@@ -36,6 +60,9 @@ impl Protocol for Echo {
     }
 
     fn data_received(&mut self, data: &[u8]) {
+        if self.work_us > 0 {
+            burn(self.work_us, data);
+        }
         if let Some(t) = &self.transport {
             // A write only fails once the transport is closing; nothing to echo then.
             let _ = t.write(data);
@@ -169,13 +196,19 @@ async fn run_client(addr: SocketAddr, cfg: ClientConfig) -> bool {
     totals.mismatches.get() == 0 && totals.errors.get() == 0 && messages == expected
 }
 
-fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
+fn serve(addr: &str, builder: LoopBuilder, work_us: u64) -> Result<(), String> {
     let event_loop = builder.build().map_err(|e| e.to_string())?;
     let l = event_loop.clone();
     let addr = addr.to_string();
     let result = event_loop.run_until_complete(async move {
         let server = l
-            .create_server(|| Echo { transport: None }, &addr)
+            .create_server(
+                move || Echo {
+                    transport: None,
+                    work_us,
+                },
+                &addr,
+            )
             .await
             .map_err(|e| e.to_string())?;
         common::announce(server.sockets().first().copied());
@@ -186,6 +219,108 @@ fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
     });
     event_loop.close().map_err(|e| e.to_string())?;
     result.map_err(|e| e.to_string())?
+}
+
+thread_local! {
+    /// The server of this loop thread of a `--threads N` runtime, between `Runtime::run`s.
+    static SERVER: RefCell<Option<Server>> = const { RefCell::new(None) };
+}
+
+/// Listens on `addr` with `SO_REUSEPORT` and keeps the server on this loop thread.
+async fn listen_shared(addr: String, work_us: u64) -> Result<SocketAddr, String> {
+    let l = get_running_loop().map_err(|e| e.to_string())?;
+    let options = ServerOptions {
+        reuse_port: true,
+        ..Default::default()
+    };
+    let server = l
+        .create_server_with(
+            move || Echo {
+                transport: None,
+                work_us,
+            },
+            addr.as_str(),
+            options,
+        )
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let bound = server.sockets()[0];
+    SERVER.with(|s| *s.borrow_mut() = Some(server));
+    Ok(bound)
+}
+
+/// `server ADDR --threads N`: N loops, each listening on ADDR with `SO_REUSEPORT`.
+fn serve_threads(
+    addr: &str,
+    builder: LoopBuilder,
+    threads: usize,
+    work_us: u64,
+) -> Result<(), String> {
+    let rt = Runtime::builder()
+        .threads(threads)
+        .loop_builder(builder)
+        .thread_name("tcp_echo")
+        // Blocked in every thread, so only loop 0's signal handlers see them.
+        .block_signals(&[libc::SIGINT, libc::SIGTERM])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let run_err = |e: ringloop::RuntimeError| e.to_string();
+    // Loop 0 binds first (ADDR may say port 0), the others join on the port it got.
+    let addr = addr.to_string();
+    let first = rt
+        .run(move |ctx| {
+            let addr = addr.clone();
+            async move {
+                match ctx.index() {
+                    0 => listen_shared(addr, work_us).await.map(Some),
+                    _ => Ok(None),
+                }
+            }
+        })
+        .map_err(run_err)?
+        .remove(0)?
+        .ok_or("loop 0 did not listen")?;
+    for bound in rt
+        .run(move |ctx| async move {
+            match ctx.index() {
+                0 => Ok(first),
+                _ => listen_shared(first.to_string(), work_us).await,
+            }
+        })
+        .map_err(run_err)?
+    {
+        bound?;
+    }
+    common::announce(Some(first));
+    // Loop 0 waits for SIGINT/SIGTERM; the other loops serve on meanwhile.
+    for waited in rt
+        .run(|ctx| async move {
+            match ctx.index() {
+                0 => common::until_stop_signal(ctx.event_loop()).await,
+                _ => Ok(()),
+            }
+        })
+        .map_err(run_err)?
+    {
+        waited?;
+    }
+    let stats = rt
+        .run(|ctx| async move {
+            if let Some(server) = SERVER.with(|s| s.borrow_mut().take()) {
+                server.close();
+            }
+            ctx.event_loop().driver_stats()
+        })
+        .map_err(run_err)?;
+    let sum = stats.iter().fold(DriverStats::default(), |mut a, s| {
+        a.enters += s.enters;
+        a.sqes += s.sqes;
+        a.cqes += s.cqes;
+        a.quiet += s.quiet;
+        a
+    });
+    common::report_stats(&sum);
+    rt.shutdown().map_err(|e| e.to_string())
 }
 
 fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {
@@ -210,7 +345,16 @@ fn main() -> ExitCode {
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            common::loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
+            (|| {
+                let threads = common::parse_flag(&args, "--threads", 1)?;
+                let work_us = common::parse_flag(&args, "--work-us", 0)? as u64;
+                let builder = common::loop_builder(&args)?;
+                match threads {
+                    0 => Err("--threads needs at least 1".to_string()),
+                    1 => serve(&addr, builder, work_us).map(|()| true),
+                    n => serve_threads(&addr, builder, n, work_us).map(|()| true),
+                }
+            })()
         }
         Some("client") => (|| {
             let addr: SocketAddr = args
@@ -229,7 +373,13 @@ fn main() -> ExitCode {
                 .run(async move {
                     let l = get_running_loop().map_err(|e| e.to_string())?;
                     let server = l
-                        .create_server(|| Echo { transport: None }, "127.0.0.1:0")
+                        .create_server(
+                            || Echo {
+                                transport: None,
+                                work_us: 0,
+                            },
+                            "127.0.0.1:0",
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                     let addr = server.sockets()[0];
@@ -248,7 +398,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())?
         })(),
         Some(other) => Err(format!(
-            "unknown command {other:?}; usage: tcp_echo [server [ADDR] | client ADDR [--conns N] [--size BYTES] [--count M]] [--engine uring|epoll|auto]"
+            "unknown command {other:?}; usage: tcp_echo [server [ADDR] [--threads N] [--work-us US] | client ADDR [--conns N] [--size BYTES] [--count M]] [--engine uring|epoll|auto]"
         )),
     };
     match outcome {

@@ -4,24 +4,30 @@
 //! ```text
 //! cargo run --release --example udp_echo                  # server + client in one process
 //! cargo run --release --example udp_echo -- server [ADDR] # default 127.0.0.1:7000
+//! cargo run --release --example udp_echo -- server ADDR --threads N # N loops, SO_REUSEPORT
 //! cargo run --release --example udp_echo -- client ADDR [--conns N] [--size BYTES] [--count M] [--timeout-ms T]
 //! ```
 //!
 //! The server sends each datagram back to its sender, byte for byte (never more than it
-//! received), and exits 0 on SIGINT or SIGTERM. Each client socket sends one datagram at a
+//! received), and exits 0 on SIGINT or SIGTERM. With `--threads N` (N > 1), N loops of a
+//! [`ringloop::Runtime`] each bind ADDR with `SO_REUSEPORT` (the kernel spreads senders over
+//! them); SIGINT/SIGTERM stop every loop and the driver-counter line sums them. Each client socket sends one datagram at a
 //! time and waits for its echo; a reply that does not come within the timeout counts as
 //! lost. The client exits non-zero on any mismatch or error.
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ringloop::net::DatagramOptions;
 use ringloop::net::UdpSocket;
-use ringloop::{DatagramProtocol, DatagramTransport, LoopBuilder, get_running_loop, spawn};
+use ringloop::{
+    DatagramProtocol, DatagramTransport, DriverStats, LoopBuilder, Runtime, get_running_loop, spawn,
+};
 
 /// Sends every datagram back to where it came from.
 struct Echo {
@@ -187,6 +193,95 @@ fn serve(addr: &str, builder: LoopBuilder) -> Result<(), String> {
     result.map_err(|e| e.to_string())?
 }
 
+thread_local! {
+    /// This loop thread's endpoint in a `--threads N` server, between `Runtime::run`s.
+    static ENDPOINT: RefCell<Option<DatagramTransport>> = const { RefCell::new(None) };
+}
+
+/// Binds `addr` with `SO_REUSEPORT` and keeps the endpoint on this loop thread.
+async fn bind_shared(addr: String) -> Result<SocketAddr, String> {
+    let l = get_running_loop().map_err(|e| e.to_string())?;
+    let options = DatagramOptions {
+        reuse_port: true,
+        ..Default::default()
+    };
+    let (transport, _) = l
+        .create_datagram_endpoint(|| Echo { transport: None }, Some(&addr), None, options)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let bound = transport.local_addr().map_err(|e| e.to_string())?;
+    ENDPOINT.with(|e| *e.borrow_mut() = Some(transport));
+    Ok(bound)
+}
+
+/// `server ADDR --threads N`: N loops, each bound to ADDR with `SO_REUSEPORT`.
+fn serve_threads(addr: &str, builder: LoopBuilder, threads: usize) -> Result<(), String> {
+    let rt = Runtime::builder()
+        .threads(threads)
+        .loop_builder(builder)
+        .thread_name("udp_echo")
+        // Blocked in every thread, so only loop 0's signal handlers see them.
+        .block_signals(&[libc::SIGINT, libc::SIGTERM])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let run_err = |e: ringloop::RuntimeError| e.to_string();
+    // Loop 0 binds first (ADDR may say port 0), the others join on the port it got.
+    let addr = addr.to_string();
+    let first = rt
+        .run(move |ctx| {
+            let addr = addr.clone();
+            async move {
+                match ctx.index() {
+                    0 => bind_shared(addr).await.map(Some),
+                    _ => Ok(None),
+                }
+            }
+        })
+        .map_err(run_err)?
+        .remove(0)?
+        .ok_or("loop 0 did not bind")?;
+    for bound in rt
+        .run(move |ctx| async move {
+            match ctx.index() {
+                0 => Ok(first),
+                _ => bind_shared(first.to_string()).await,
+            }
+        })
+        .map_err(run_err)?
+    {
+        bound?;
+    }
+    common::announce(Some(first));
+    for waited in rt
+        .run(|ctx| async move {
+            match ctx.index() {
+                0 => common::until_stop_signal(ctx.event_loop()).await,
+                _ => Ok(()),
+            }
+        })
+        .map_err(run_err)?
+    {
+        waited?;
+    }
+    let stats = rt
+        .run(|ctx| async move {
+            if let Some(t) = ENDPOINT.with(|e| e.borrow_mut().take()) {
+                t.close();
+            }
+            ctx.event_loop().driver_stats()
+        })
+        .map_err(run_err)?;
+    let sum = stats.iter().fold(DriverStats::default(), |mut a, s| {
+        a.enters += s.enters;
+        a.sqes += s.sqes;
+        a.cqes += s.cqes;
+        a.quiet += s.quiet;
+        a
+    });
+    common::report_stats(&sum);
+    rt.shutdown().map_err(|e| e.to_string())
+}
+
 fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {
     Ok(ClientConfig {
         conns: common::parse_flag(args, "--conns", defaults.0)?,
@@ -210,7 +305,15 @@ fn main() -> ExitCode {
                 .filter(|a| !a.starts_with("--"))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:7000".to_string());
-            common::loop_builder(&args).and_then(|b| serve(&addr, b).map(|()| true))
+            (|| {
+                let threads = common::parse_flag(&args, "--threads", 1)?;
+                let builder = common::loop_builder(&args)?;
+                match threads {
+                    0 => Err("--threads needs at least 1".to_string()),
+                    1 => serve(&addr, builder).map(|()| true),
+                    n => serve_threads(&addr, builder, n).map(|()| true),
+                }
+            })()
         }
         Some("client") => (|| {
             let addr: SocketAddr = args

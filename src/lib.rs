@@ -51,6 +51,9 @@
 //! | `asyncio.Barrier` (`wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken`), `BrokenBarrierError` | [`Barrier`] (`wait().await` → this task's index), [`BrokenBarrier`] |
 //! | `asyncio.Queue` / `PriorityQueue` / `LifoQueue` (`put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `maxsize`, `empty`, `full`, `task_done`, `join`, `shutdown`) | [`Queue`] / [`PriorityQueue`] / [`LifoQueue`] (`new(maxsize)`, 0 = unbounded; see [`queue`]) |
 //! | `QueueShutDown`, `QueueFull`, `QueueEmpty` | [`QueueShutDown`] (carries the item back from `put`), [`queue::TryPutError`] (`Full`/`ShutDown`, with the item), [`queue::TryGetError`] (`Empty`/`ShutDown`) |
+//! | `asyncio.run_coroutine_threadsafe(coro, loop)` → `concurrent.futures.Future` (`result()`, `cancel()`) | [`run_coroutine_threadsafe`]`(&remote, \|\| fut)` → [`ConcurrentFuture`] (awaitable, [`ConcurrentFuture::wait`], [`ConcurrentFuture::cancel`]) |
+//! | one loop per thread, by hand | [`Runtime`]: N loops on N threads, [`Runtime::run`] a main on each (see [`runtime`]) |
+//! | `loop.connect_accepted_socket(factory, sock)` | [`EventLoop::connect_accepted_socket`] (a `std::net::TcpStream`) |
 //! | exceptions | [`Error`] (`InvalidState`, `Cancelled`, `Timeout`, `Closed`, ...) and `io::Error` for I/O |
 //!
 //! ## Owned buffers
@@ -90,6 +93,7 @@ mod op;
 pub mod process;
 mod protocol;
 pub mod queue;
+pub mod runtime;
 pub mod signal;
 pub mod streams;
 pub mod sync;
@@ -112,6 +116,9 @@ pub use queue::{LifoQueue, PriorityQueue, Queue, QueueShutDown};
 /// `engine = "uring" | "epoll" | "auto"` (feature `macros`).
 #[cfg(feature = "macros")]
 pub use ringloop_macros::{main, test};
+pub use runtime::{
+    ConcurrentFuture, LoopContext, Runtime, RuntimeBuilder, RuntimeError, run_coroutine_threadsafe,
+};
 pub use streams::{
     StreamError, StreamReader, StreamWriter, open_connection, open_unix_connection, start_server,
     start_unix_server,

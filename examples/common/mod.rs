@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use ringloop::{Engine, EventLoop, Future, LoopBuilder};
+use ringloop::{DriverStats, Engine, EventLoop, Future, LoopBuilder};
 
 /// A loop builder honouring `--engine uring|epoll|auto` (else `RINGLOOP_ENGINE`).
 pub fn loop_builder(args: &[String]) -> Result<LoopBuilder, String> {
@@ -64,7 +64,11 @@ pub async fn until_stop_signal(l: &EventLoop) -> Result<(), String> {
 
 /// One line for scripts (`benches/compare.sh`): the driver's counters for the run.
 pub fn report_driver(l: &EventLoop) {
-    let stats = l.driver_stats();
+    report_stats(&l.driver_stats());
+}
+
+/// The driver-counter line for `stats` (one loop's, or several loops' summed).
+pub fn report_stats(stats: &DriverStats) {
     eprintln!(
         "shutting down; driver: enters={} sqes={} cqes={} quiet={}",
         stats.enters, stats.sqes, stats.cqes, stats.quiet

@@ -281,6 +281,91 @@ impl EventLoop {
         Ok((transport, protocol))
     }
 
+    /// asyncio's `connect_accepted_socket`: adopts a connection accepted elsewhere (by
+    /// `std::net::TcpListener`, or another loop's [`TcpListener`] turned into a std socket
+    /// with [`TcpStream::into_std`]) as a transport of this loop, with a protocol from
+    /// `factory`, after `connection_made` ran. With one acceptor loop, this is how the
+    /// others take their share.
+    ///
+    /// The socket is switched to blocking mode (the engines never block on it: io_uring
+    /// waits in the kernel, the epoll engine uses `MSG_DONTWAIT`) and gets `TCP_NODELAY`,
+    /// as accepted connections do.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use ringloop::{Protocol, StreamTransport, get_running_loop};
+    ///
+    /// struct Echo(Option<StreamTransport>);
+    /// impl Protocol for Echo {
+    ///     fn connection_made(&mut self, t: &StreamTransport) { self.0 = Some(t.clone()); }
+    ///     fn data_received(&mut self, d: &[u8]) { let _ = self.0.as_ref().unwrap().write(d); }
+    /// }
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let addr = listener.local_addr().unwrap();
+    /// let client = std::thread::spawn(move || {
+    ///     let mut c = std::net::TcpStream::connect(addr).unwrap();
+    ///     c.write_all(b"ping").unwrap();
+    ///     let mut back = [0; 4];
+    ///     c.read_exact(&mut back).unwrap();
+    ///     back
+    /// });
+    /// let (accepted, _) = listener.accept().unwrap();
+    /// ringloop::run(async move {
+    ///     let l = get_running_loop().unwrap();
+    ///     let (transport, _) = l.connect_accepted_socket(|| Echo(None), accepted).unwrap();
+    ///     while !client.is_finished() {
+    ///         ringloop::sleep(std::time::Duration::from_millis(1)).await;
+    ///     }
+    ///     transport.close();
+    ///     assert_eq!(&client.join().unwrap(), b"ping");
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn connect_accepted_socket<P, F>(
+        &self,
+        factory: F,
+        sock: std::net::TcpStream,
+    ) -> io::Result<(StreamTransport, Rc<RefCell<P>>)>
+    where
+        P: Protocol,
+        F: FnOnce() -> P,
+    {
+        let protocol = Rc::new(RefCell::new(factory()));
+        let transport = self.adopt_stream(sock, stream_ref(&protocol))?;
+        Ok((transport, protocol))
+    }
+
+    /// As [`EventLoop::connect_accepted_socket`] for a [`BufferedProtocol`].
+    pub fn connect_accepted_socket_buffered<P, F>(
+        &self,
+        factory: F,
+        sock: std::net::TcpStream,
+    ) -> io::Result<(StreamTransport, Rc<RefCell<P>>)>
+    where
+        P: BufferedProtocol,
+        F: FnOnce() -> P,
+    {
+        let protocol = Rc::new(RefCell::new(factory()));
+        let transport = self.adopt_stream(sock, ProtocolRef::Buffered(protocol.clone()))?;
+        Ok((transport, protocol))
+    }
+
+    fn adopt_stream(
+        &self,
+        sock: std::net::TcpStream,
+        protocol: ProtocolRef,
+    ) -> io::Result<StreamTransport> {
+        sock.set_nonblocking(false)?;
+        let _ = sock.set_nodelay(true);
+        let fd = crate::fd::SharedFd::new(std::os::fd::OwnedFd::from(sock));
+        let transport = StreamTransport::new(self, fd, StreamKind::Tcp, protocol);
+        transport.start();
+        Ok(transport)
+    }
+
     /// asyncio's `create_unix_connection`.
     pub async fn create_unix_connection<P, F>(
         &self,

@@ -33,6 +33,15 @@ impl Socket {
         self.fd.raw()
     }
 
+    /// The fd back, once no op holds it and no salvaged bytes wait to be read; else the
+    /// socket unchanged.
+    pub(crate) fn into_owned(self) -> Result<OwnedFd, Socket> {
+        if self.fd.has_salvaged() {
+            return Err(self);
+        }
+        self.fd.try_unwrap().map_err(|fd| Socket { fd })
+    }
+
     pub(crate) async fn connect(&self, addr: RawAddr) -> io::Result<()> {
         Op::new(op::Connect::new(self.fd.clone(), addr)).await
     }

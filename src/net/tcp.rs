@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::addr::{ToSocketAddrs, resolve_blocking};
 use super::socket::{Socket, ip_of, listen_on, with_context};
@@ -55,6 +55,24 @@ impl TcpListener {
         Err(last_err.unwrap_or_else(|| io::Error::other("bind: no address")))
     }
 
+    /// Adopts a listener made by `std` (switched to blocking mode, as the crate's own
+    /// sockets are: the engines never block on it).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(false)?;
+        Ok(TcpListener {
+            socket: Socket::from_owned(OwnedFd::from(listener)),
+        })
+    }
+
+    /// The `std` listener back (blocking). `Err(self)` while an accept is still in flight
+    /// on it (one whose future was dropped keeps the fd until its completion).
+    pub fn into_std(self) -> Result<std::net::TcpListener, TcpListener> {
+        self.socket
+            .into_owned()
+            .map(std::net::TcpListener::from)
+            .map_err(|socket| TcpListener { socket })
+    }
+
     /// Accepts one connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (fd, addr) = self.socket.accept().await?;
@@ -96,6 +114,26 @@ impl TcpStream {
             }
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("connect: no address")))
+    }
+
+    /// Adopts a connection made by `std` (switched to blocking mode, as the crate's own
+    /// sockets are: the engines never block on it).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(false)?;
+        Ok(TcpStream {
+            socket: Socket::from_owned(OwnedFd::from(stream)),
+        })
+    }
+
+    /// The `std` stream back (blocking), e.g. to hand it to another loop's
+    /// [`EventLoop::connect_accepted_socket`](crate::EventLoop::connect_accepted_socket).
+    /// `Err(self)` while an op is still in flight on it (a dropped read keeps the fd until
+    /// its completion) or bytes a cancelled read took still wait to be read.
+    pub fn into_std(self) -> Result<std::net::TcpStream, TcpStream> {
+        self.socket
+            .into_owned()
+            .map(std::net::TcpStream::from)
+            .map_err(|socket| TcpStream { socket })
     }
 
     /// Reads up to `buf.bytes_total()` bytes; `Ok(0)` is end of stream.

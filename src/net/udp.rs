@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::addr::{ToSocketAddrs, resolve_blocking};
 use super::socket::{Socket, ip_of, with_context};
@@ -26,6 +26,23 @@ impl UdpSocket {
         socket::bind_raw(fd.raw(), &RawAddr::from(addr))
             .map_err(|e| with_context(e, "bind", addr))?;
         Ok(UdpSocket { socket })
+    }
+
+    /// Adopts a socket made by `std` (switched to blocking mode, as the crate's own
+    /// sockets are: the engines never block on it).
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        socket.set_nonblocking(false)?;
+        Ok(UdpSocket {
+            socket: Socket::from_owned(OwnedFd::from(socket)),
+        })
+    }
+
+    /// The `std` socket back (blocking). `Err(self)` while an op is still in flight on it.
+    pub fn into_std(self) -> Result<std::net::UdpSocket, UdpSocket> {
+        self.socket
+            .into_owned()
+            .map(std::net::UdpSocket::from)
+            .map_err(|socket| UdpSocket { socket })
     }
 
     /// Sets the default peer (`send`/`recv` then use it; ICMP errors surface).

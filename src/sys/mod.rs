@@ -2,6 +2,7 @@
 //! (`OwnedFd`, `io::Result`); nothing else in the crate calls `libc` for syscalls except the
 //! driver's ring set-up.
 
+pub(crate) mod affinity;
 pub(crate) mod fs;
 pub(crate) mod nonblocking;
 pub(crate) mod process;
