@@ -473,7 +473,19 @@ impl Driver {
             // CQEs reaped early (while pushing into a full SQ) first; no wake-up re-arm.
             let mut early = std::mem::take(&mut inner.backlog);
             reaped.append(&mut early);
+            let fresh = reaped.len();
             inner.reap_ring(&mut reaped);
+            // Quiet ops that succeeded post no CQE: once the kernel took every SQE, the
+            // ones that did not report are done (as in `reap`). Left unsettled, each
+            // would count as "still in the kernel" and leak the ring at close.
+            if !inner.quiet.is_empty()
+                && inner
+                    .backend
+                    .as_mut()
+                    .is_some_and(|b| b.submissions_settled())
+            {
+                inner.quiet.settle(&mut reaped, fresh);
+            }
             for (user_data, c) in reaped.drain(..) {
                 if let Some(key) = OpKey::from_user_data(user_data) {
                     // Wakers and handlers were dropped by abandon_all.

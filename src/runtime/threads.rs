@@ -62,15 +62,6 @@ pub(crate) fn loop_thread(start: LoopStart) {
                 break Err(e);
             }
         };
-        // One more iteration before closing. A loop stopped from another thread (the
-        // stop arrives through the cross-thread queue) and closed at once leaves its
-        // transports' receives in the kernel past close's bound on the io_uring engine
-        // (reproduced on a bare EventLoop: remote stop + close with 16 accepted
-        // connections); a loop that ran one iteration more closes at once. The root
-        // cause is in the loop core; this keeps the runtime's shutdown leak-free.
-        if result.is_ok() {
-            let _ = event_loop.run_until_complete(crate::sleep(Duration::ZERO));
-        }
         if let Err(error) = result {
             control.fail(RuntimeError::Failed {
                 index,
