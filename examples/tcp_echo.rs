@@ -28,9 +28,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringloop::net::{Server, ServerOptions, TcpStream};
-use ringloop::{
-    DriverStats, LoopBuilder, Protocol, Runtime, StreamTransport, get_running_loop, spawn,
-};
+use ringloop::{LoopBuilder, Protocol, Runtime, StreamTransport, get_running_loop, spawn};
 
 /// Echoes what it receives; mirrors write backpressure onto reading. With `work_us`,
 /// burns that much CPU per received chunk first (`--work-us`, a server-bound load for the
@@ -292,35 +290,11 @@ fn serve_threads(
         bound?;
     }
     common::announce(Some(first));
-    // Loop 0 waits for SIGINT/SIGTERM; the other loops serve on meanwhile.
-    for waited in rt
-        .run(|ctx| async move {
-            match ctx.index() {
-                0 => common::until_stop_signal(ctx.event_loop()).await,
-                _ => Ok(()),
-            }
-        })
-        .map_err(run_err)?
-    {
-        waited?;
-    }
-    let stats = rt
-        .run(|ctx| async move {
-            if let Some(server) = SERVER.with(|s| s.borrow_mut().take()) {
-                server.close();
-            }
-            ctx.event_loop().driver_stats()
-        })
-        .map_err(run_err)?;
-    let sum = stats.iter().fold(DriverStats::default(), |mut a, s| {
-        a.enters += s.enters;
-        a.sqes += s.sqes;
-        a.cqes += s.cqes;
-        a.quiet += s.quiet;
-        a
-    });
-    common::report_stats(&sum);
-    rt.shutdown().map_err(|e| e.to_string())
+    common::serve_until_signal(rt, || {
+        if let Some(server) = SERVER.with(|s| s.borrow_mut().take()) {
+            server.close();
+        }
+    })
 }
 
 fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {

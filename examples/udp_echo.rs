@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use ringloop::net::DatagramOptions;
 use ringloop::net::UdpSocket;
 use ringloop::{
-    DatagramProtocol, DatagramTransport, DriverStats, LoopBuilder, Runtime, get_running_loop, spawn,
+    DatagramProtocol, DatagramTransport, LoopBuilder, Runtime, get_running_loop, spawn,
 };
 
 /// Sends every datagram back to where it came from.
@@ -252,34 +252,11 @@ fn serve_threads(addr: &str, builder: LoopBuilder, threads: usize) -> Result<(),
         bound?;
     }
     common::announce(Some(first));
-    for waited in rt
-        .run(|ctx| async move {
-            match ctx.index() {
-                0 => common::until_stop_signal(ctx.event_loop()).await,
-                _ => Ok(()),
-            }
-        })
-        .map_err(run_err)?
-    {
-        waited?;
-    }
-    let stats = rt
-        .run(|ctx| async move {
-            if let Some(t) = ENDPOINT.with(|e| e.borrow_mut().take()) {
-                t.close();
-            }
-            ctx.event_loop().driver_stats()
-        })
-        .map_err(run_err)?;
-    let sum = stats.iter().fold(DriverStats::default(), |mut a, s| {
-        a.enters += s.enters;
-        a.sqes += s.sqes;
-        a.cqes += s.cqes;
-        a.quiet += s.quiet;
-        a
-    });
-    common::report_stats(&sum);
-    rt.shutdown().map_err(|e| e.to_string())
+    common::serve_until_signal(rt, || {
+        if let Some(t) = ENDPOINT.with(|s| s.borrow_mut().take()) {
+            t.close();
+        }
+    })
 }
 
 fn client_config(args: &[String], defaults: (usize, usize, usize)) -> Result<ClientConfig, String> {

@@ -67,6 +67,39 @@ pub fn report_driver(l: &EventLoop) {
     report_stats(&l.driver_stats());
 }
 
+/// The end of a multi-loop server (`--threads N`): loop 0 waits for SIGINT/SIGTERM while
+/// the others serve; then `close` runs on every loop (closing that loop's server), the
+/// loops' driver counters are summed into one line, and the runtime shuts down.
+pub fn serve_until_signal(rt: ringloop::Runtime, close: fn()) -> Result<(), String> {
+    let run_err = |e: ringloop::RuntimeError| e.to_string();
+    for waited in rt
+        .run(|ctx| async move {
+            match ctx.index() {
+                0 => until_stop_signal(ctx.event_loop()).await,
+                _ => Ok(()),
+            }
+        })
+        .map_err(run_err)?
+    {
+        waited?;
+    }
+    let stats = rt
+        .run(move |ctx| async move {
+            close();
+            ctx.event_loop().driver_stats()
+        })
+        .map_err(run_err)?;
+    let sum = stats.iter().fold(DriverStats::default(), |mut a, s| {
+        a.enters += s.enters;
+        a.sqes += s.sqes;
+        a.cqes += s.cqes;
+        a.quiet += s.quiet;
+        a
+    });
+    report_stats(&sum);
+    rt.shutdown().map_err(|e| e.to_string())
+}
+
 /// The driver-counter line for `stats` (one loop's, or several loops' summed).
 pub fn report_stats(stats: &DriverStats) {
     eprintln!(
