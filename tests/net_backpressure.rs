@@ -13,6 +13,8 @@
 //! The loop's provided-buffer ring (512 × 16 KiB on io_uring) is a fixed cost of the
 //! loop, not of a connection: a warm-up connection touches it before the baseline.
 
+mod util;
+
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,40 +24,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ringloop::{EventLoop, Protocol, StreamTransport};
+use ringloop::EventLoop;
 
 static ENGINE_IS_URING: AtomicBool = AtomicBool::new(false);
 
 const CLIENTS: usize = 20;
 const PUSH: usize = 16 << 20;
 const BOUND_PER_CONN: usize = 256 << 10;
-
-/// Echoes; mirrors write backpressure onto reading.
-struct Echo(Option<StreamTransport>);
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, t: &StreamTransport) {
-        self.0 = Some(t.clone());
-    }
-    fn data_received(&mut self, data: &[u8]) {
-        if let Some(t) = &self.0 {
-            let _ = t.write(data);
-        }
-    }
-    fn pause_writing(&mut self) {
-        if let Some(t) = &self.0 {
-            t.pause_reading();
-        }
-    }
-    fn resume_writing(&mut self) {
-        if let Some(t) = &self.0 {
-            t.resume_reading();
-        }
-    }
-    fn connection_lost(&mut self, _: Option<std::io::Error>) {
-        self.0 = None;
-    }
-}
 
 /// Whether the running kernel is at least `major.minor`.
 fn kernel_at_least(major: u32, minor: u32) -> bool {
@@ -68,23 +43,16 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
-}
-
 fn server(stop: Arc<AtomicBool>, tx: std::sync::mpsc::Sender<SocketAddr>) {
     let l = EventLoop::new().unwrap();
     ENGINE_IS_URING.store(l.engine() == ringloop::Engine::Uring, Ordering::Relaxed);
     let l2 = l.clone();
+    let stats = Arc::new(util::EchoStats::default());
     let server = l
-        .run_until_complete(async move { l2.create_server(|| Echo(None), "127.0.0.1:0").await })
+        .run_until_complete(async move {
+            l2.create_server(move || util::Echo::new(&stats), "127.0.0.1:0")
+                .await
+        })
         .unwrap()
         .unwrap();
     tx.send(server.sockets()[0]).unwrap();
@@ -164,18 +132,18 @@ fn slow_readers_cost_the_server_a_bounded_amount() {
     // Touch the loop's buffer ring and the allocator's arenas once.
     warm_up(addr, 12 << 20);
     std::thread::sleep(Duration::from_millis(100));
-    let base = rss();
+    let base = util::rss_bytes();
     let deadline = Instant::now() + Duration::from_secs(4);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| std::thread::spawn(move || flood(addr, deadline)))
         .collect();
     let mut peak = base;
     while Instant::now() < deadline + Duration::from_millis(500) {
-        peak = peak.max(rss());
+        peak = peak.max(util::rss_bytes());
         std::thread::sleep(Duration::from_millis(20));
     }
     let clients: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    peak = peak.max(rss());
+    peak = peak.max(util::rss_bytes());
     let pushed: usize = clients.iter().map(|(_, n)| n).sum();
     drop(clients);
     stop.store(true, Ordering::Relaxed);

@@ -293,20 +293,6 @@ fn a_task_and_a_thread_ping_pong_through_wakers() {
     assert_eq!(rounds, ROUNDS);
 }
 
-/// Echoes (its sends are quiet ops on io_uring: no CQE when they succeed).
-struct Echo(Option<ringloop::StreamTransport>);
-
-impl ringloop::Protocol for Echo {
-    fn connection_made(&mut self, t: &ringloop::StreamTransport) {
-        self.0 = Some(t.clone());
-    }
-    fn data_received(&mut self, data: &[u8]) {
-        if let Some(t) = &self.0 {
-            let _ = t.write(data);
-        }
-    }
-}
-
 /// A loop stopped through its cross-thread queue and closed at once, with echo sends
 /// just submitted (quiet ops, which post no CQE when they succeed), settles them at
 /// close: nothing counts as left in the kernel, the ring and every socket are freed
@@ -319,8 +305,13 @@ fn a_loop_stopped_from_another_thread_and_closed_at_once_leaves_nothing_in_the_k
     for _ in 0..10 {
         let l = EventLoop::new().unwrap();
         let l2 = l.clone();
+        // Echo sends are quiet ops on io_uring (no CQE when they succeed).
+        let stats = std::sync::Arc::new(util::EchoStats::default());
         let server = l
-            .run_until_complete(async move { l2.create_server(|| Echo(None), "127.0.0.1:0").await })
+            .run_until_complete(async move {
+                l2.create_server(move || util::Echo::new(&stats), "127.0.0.1:0")
+                    .await
+            })
             .unwrap()
             .unwrap();
         let addr = server.sockets()[0];
