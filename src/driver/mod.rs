@@ -475,17 +475,9 @@ impl Driver {
             reaped.append(&mut early);
             let fresh = reaped.len();
             inner.reap_ring(&mut reaped);
-            // Quiet ops that succeeded post no CQE: once the kernel took every SQE, the
-            // ones that did not report are done (as in `reap`). Left unsettled, each
-            // would count as "still in the kernel" and leak the ring at close.
-            if !inner.quiet.is_empty()
-                && inner
-                    .backend
-                    .as_mut()
-                    .is_some_and(|b| b.submissions_settled())
-            {
-                inner.quiet.settle(&mut reaped, fresh);
-            }
+            // Left unsettled, each quiet op would count as "still in the kernel" and
+            // leak the ring at close.
+            inner.settle_quiet(&mut reaped, fresh);
             for (user_data, c) in reaped.drain(..) {
                 if let Some(key) = OpKey::from_user_data(user_data) {
                     // Wakers and handlers were dropped by abandon_all.
@@ -627,6 +619,13 @@ impl Inner {
         if !self.wake.armed {
             self.arm_wake();
         }
+        self.settle_quiet(out, fresh);
+    }
+
+    /// Quiet ops post no CQE when they succeed: once the kernel took every SQE, those
+    /// that did not report themselves are done, and their completions go into `out` at
+    /// `at` (before the CQEs reaped since). Until then, the next enter is asked to settle.
+    fn settle_quiet(&mut self, out: &mut Vec<(u64, Completion)>, at: usize) {
         if self.quiet.is_empty() {
             return;
         }
@@ -635,7 +634,7 @@ impl Inner {
             .as_mut()
             .is_some_and(|b| b.submissions_settled())
         {
-            self.stats.quiet += self.quiet.settle(out, fresh);
+            self.stats.quiet += self.quiet.settle(out, at);
         } else {
             self.quiet.hurry();
         }
